@@ -1,0 +1,154 @@
+"""Episode samplers: the small tasks that meta-learning trains and tests on.
+
+Two kinds of task, both deterministic under a ``torch.Generator``:
+
+* a **classification task** (N-way, k-shot): N concepts, relabelled 0..N-1 in random order, with k
+  support and q query examples each, from one modality;
+* an **alignment task**: source/target pairs from N concepts. With strong pairing the rows are
+  instance pairs (row i of the source shows what row i of the target shows, eq. 3); with weak
+  pairing source and target rows are drawn independently and share only a group id (eq. 4).
+
+Every task of a given configuration has the same tensor shapes, so T of them stack into one batch
+for task-batched Reptile (:func:`stack_tasks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import torch
+
+from magma_teach.data.base import Batch, CrossModalDataset, Modality
+from magma_teach.utils import check_positive
+
+
+@dataclass
+class ClassificationTask:
+    """An N-way task: ``support``/``query`` batches, labels in 0..N-1, and the concepts they stand for."""
+
+    support: Batch
+    support_y: torch.Tensor  # (N*k,)
+    query: Batch
+    query_y: torch.Tensor  # (N*q,)
+    concepts: torch.Tensor  # (N,) concept id of label 0, 1, ...
+
+
+@dataclass
+class AlignmentTask:
+    """Paired source/target rows; ``groups_*`` say which rows are positives of each other."""
+
+    source: Batch  # (B, ...) source inputs
+    target: Batch  # (B, ...) target inputs
+    groups_s: torch.Tensor  # (B,) group of each source row
+    groups_t: torch.Tensor  # (B,) group of each target row
+
+
+def _choose(pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    return pool[torch.randperm(len(pool), generator=generator)[:n]]
+
+
+def _check_task(n_way: int, n_available: int, what: str) -> None:
+    check_positive("n_way", n_way, integer=True)
+    if n_way > n_available:
+        raise ValueError(f"n_way must be in [1, {n_available}] ({what} available), got {n_way}")
+
+
+def sample_classification_task(modality: Modality, concepts: Sequence[int], n_way: int, k_shot: int,
+                               n_query: int, generator: torch.Generator,
+                               fixed_concepts: bool = False) -> ClassificationTask:
+    """Sample an N-way k-shot task from ``modality`` over ``concepts``.
+
+    With ``fixed_concepts=True`` the task uses exactly ``concepts`` (``n_way == len(concepts)``), in
+    that order, as the fixed evaluation tasks do; otherwise N of them are drawn at random and shuffled.
+    Support and query examples of a concept never overlap.
+    """
+    concepts = torch.as_tensor(list(concepts), dtype=torch.long)
+    _check_task(n_way, len(concepts), "concepts")
+    check_positive("k_shot", k_shot, integer=True)
+    check_positive("n_query", n_query, integer=True)
+    chosen = concepts[:n_way] if fixed_concepts else _choose(concepts, n_way, generator)
+    support, query = [], []
+    for c in chosen.tolist():
+        pool = modality.indices_of(c)
+        if k_shot + n_query > len(pool):
+            raise ValueError(f"k_shot + n_query must be at most {len(pool)} (examples of concept {c}), "
+                             f"got k_shot={k_shot}, n_query={n_query}")
+        picked = _choose(pool, k_shot + n_query, generator)
+        support.append(picked[:k_shot])
+        query.append(picked[k_shot:])
+    support_idx, query_idx = torch.cat(support), torch.cat(query)
+    return ClassificationTask(
+        support=modality.batch(support_idx), support_y=torch.arange(n_way).repeat_interleave(k_shot),
+        query=modality.batch(query_idx), query_y=torch.arange(n_way).repeat_interleave(n_query),
+        concepts=chosen)
+
+
+def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_way: int, n_per_concept: int,
+                          generator: torch.Generator, weak: bool = False,
+                          pairing_noise: float = 0.0) -> AlignmentTask:
+    """Sample source/target pairs from ``n_way`` of ``concepts``.
+
+    Strong (``weak=False``): ``n_per_concept`` instance pairs per concept from ``data.pairs``; group of
+    row i is i, so the only positive of a source row is its own partner. Weak (``weak=True``): N
+    clusters (``data.clusters``) are drawn; for each, ``n_per_concept`` source and ``n_per_concept``
+    target examples of concepts in that cluster, drawn independently; group = cluster.
+    ``pairing_noise`` is the fraction of target rows replaced by a random other target row, to study
+    alignment quality (the poster's second finding).
+    """
+    check_positive("n_per_concept", n_per_concept, integer=True)
+    if not 0.0 <= pairing_noise <= 1.0:
+        raise ValueError(f"pairing_noise must be in [0, 1], got {pairing_noise}")
+    concepts = torch.as_tensor(list(concepts), dtype=torch.long)
+    if weak:
+        src_idx, tgt_idx, groups = _weak_rows(data, concepts, n_way, n_per_concept, generator)
+        groups_s = groups_t = groups
+    else:
+        _check_task(n_way, len(concepts), "concepts")
+        chosen = _choose(concepts, n_way, generator)
+        rows = []
+        for c in chosen.tolist():
+            pool = data.pairs_of([c])
+            if n_per_concept > len(pool):
+                raise ValueError(f"n_per_concept must be at most {len(pool)} (pairs of concept {c}), "
+                                 f"got {n_per_concept}")
+            rows.append(_choose(pool, n_per_concept, generator))
+        rows = torch.cat(rows)
+        src_idx, tgt_idx = rows[:, 0], rows[:, 1]
+        groups_s = groups_t = torch.arange(len(rows))
+    if pairing_noise > 0:
+        tgt_idx = _corrupt(tgt_idx, data.target, pairing_noise, generator)
+    return AlignmentTask(data.source.batch(src_idx), data.target.batch(tgt_idx), groups_s, groups_t)
+
+
+def _weak_rows(data, concepts, n_way, n_per_concept, generator):
+    cluster_of = data.clusters[concepts]
+    clusters = torch.unique(cluster_of)
+    _check_task(n_way, len(clusters), "clusters")
+    src, tgt, groups = [], [], []
+    for g, cluster in enumerate(_choose(clusters, n_way, generator).tolist()):
+        members = concepts[cluster_of == cluster]
+        for modality, out in ((data.source, src), (data.target, tgt)):
+            pool = torch.nonzero(torch.isin(modality.labels, members)).flatten()
+            pick = torch.randint(len(pool), (n_per_concept,), generator=generator)
+            out.append(pool[pick])
+        groups.append(torch.full((n_per_concept,), g))
+    return torch.cat(src), torch.cat(tgt), torch.cat(groups)
+
+
+def _corrupt(tgt_idx: torch.Tensor, target: Modality, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace a ``rate`` fraction of the target rows by random target examples (broken pairs)."""
+    flip = torch.rand(len(tgt_idx), generator=generator) < rate
+    random_rows = torch.randint(len(target), (len(tgt_idx),), generator=generator)
+    return torch.where(flip, random_rows, tgt_idx)
+
+
+def stack_tasks(tasks: Sequence):
+    """Stack T tasks of the same shapes field by field: every tensor gains a leading task axis (T, ...)."""
+    def stack(values):
+        if isinstance(values[0], tuple):
+            return tuple(stack([v[i] for v in values]) for i in range(len(values[0])))
+        return torch.stack(values)
+
+    cls = type(tasks[0])
+    return cls(**{f.name: stack([getattr(t, f.name) for t in tasks]) for f in fields(cls)})
