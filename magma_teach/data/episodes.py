@@ -14,8 +14,7 @@ for task-batched Reptile (:func:`stack_tasks`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -23,8 +22,7 @@ from magma_teach.data.base import Batch, CrossModalDataset, Modality
 from magma_teach.utils import check_positive
 
 
-@dataclass
-class ClassificationTask:
+class ClassificationTask(NamedTuple):
     """An N-way task: ``support``/``query`` batches, labels in 0..N-1, and the concepts they stand for."""
 
     support: Batch
@@ -34,8 +32,7 @@ class ClassificationTask:
     concepts: torch.Tensor  # (N,) concept id of label 0, 1, ...
 
 
-@dataclass
-class AlignmentTask:
+class AlignmentTask(NamedTuple):
     """Paired source/target rows; ``groups_*`` say which rows are positives of each other."""
 
     source: Batch  # (B, ...) source inputs
@@ -144,11 +141,13 @@ def _corrupt(tgt_idx: torch.Tensor, target: Modality, rate: float, generator: to
 
 
 def stack_tasks(tasks: Sequence):
-    """Stack T tasks of the same shapes field by field: every tensor gains a leading task axis (T, ...)."""
-    def stack(values):
-        if isinstance(values[0], tuple):
-            return tuple(stack([v[i] for v in values]) for i in range(len(values[0])))
-        return torch.stack(values)
+    """Stack T tasks of the same shapes field by field: every tensor gains a leading task axis (T, ...).
 
-    cls = type(tasks[0])
-    return cls(**{f.name: stack([getattr(t, f.name) for t in tasks]) for f in fields(cls)})
+    Tasks are NamedTuples of tensors and tuples, so the stacked result is again such a task — a
+    pytree that ``torch.func.vmap`` maps over.
+    """
+    first = tasks[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(tasks))
+    parts = [stack_tasks([t[i] for t in tasks]) for i in range(len(first))]
+    return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)

@@ -1,0 +1,81 @@
+"""The paper's few-shot evaluation protocol, identical for every method.
+
+A fixed list of evaluation tasks (by default 8 tasks × 5 unseen target concepts, stored with the
+dataset) is evaluated at each k in ``shots``. One *repeat* draws, for every task, k labeled support
+samples and ``n_query`` query samples per concept from a generator seeded by (seed, k, repeat) — so
+every method sees exactly the same samples — fine-tunes, and records the accuracy of each task.
+The score of a repeat is the mean over the tasks; the table reports mean ± std over repeats.
+
+A *predictor* is any ``predict(tasks) -> (T, Q)`` label function over stacked tasks, such as
+:func:`magma_teach.magma.finetune_predictor`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from magma_teach.data.base import Modality
+from magma_teach.data.episodes import ClassificationTask, sample_classification_task, stack_tasks
+from magma_teach.evaluate import symmetric_noise
+from magma_teach.utils import check_positive, check_range
+
+Predictor = Callable[[ClassificationTask], torch.Tensor]
+
+
+def evaluation_tasks(modality: Modality, tasks: Sequence[Sequence[int]], k_shot: int, n_query: int,
+                     generator: torch.Generator, label_noise: float = 0.0, noise_seed: int = 0) -> ClassificationTask:
+    """Draw support/query samples for every fixed task and stack them (T, ...).
+
+    With ``label_noise`` > 0, the support labels are corrupted with symmetric noise (the query labels
+    stay true: they measure accuracy).
+    """
+    drawn = [sample_classification_task(modality, concepts, len(concepts), k_shot, n_query, generator,
+                                        fixed_concepts=True) for concepts in tasks]
+    stacked = stack_tasks(drawn)
+    if label_noise > 0:
+        n_way = len(tasks[0])
+        noisy = [symmetric_noise(y, n_way, label_noise, seed=noise_seed * 1000 + i)
+                 for i, y in enumerate(stacked.support_y)]
+        stacked = stacked._replace(support_y=torch.stack(noisy))
+    return stacked
+
+
+def default_query_size(modality: Modality, tasks: Sequence[Sequence[int]], shots: Sequence[int], cap: int = 15) -> int:
+    """The largest query size that leaves room for the largest k in every concept (at most ``cap``)."""
+    fewest = min(int((modality.labels == c).sum()) for task in tasks for c in task)
+    n_query = min(cap, fewest - max(shots))
+    if n_query < 1:
+        raise ValueError(f"shots must leave at least one query sample per concept: the smallest concept has "
+                         f"{fewest} samples, so max(shots) must be at most {fewest - 1}, got {max(shots)}")
+    return n_query
+
+
+def run_protocol(predict: Predictor, modality: Modality, tasks: Sequence[Sequence[int]],
+                 shots: Sequence[int] = (1, 5, 10), repeats: int = 10, n_query: int | None = None,
+                 seed: int = 0, label_noise: float = 0.0) -> pd.DataFrame:
+    """Evaluate ``predict`` on the fixed ``tasks``; one row per (shots, repeat, task) with ``accuracy`` in %."""
+    check_positive("repeats", repeats, integer=True)
+    check_range("label_noise", label_noise, 0.0, 1.0)
+    if not tasks:
+        raise ValueError("tasks must contain at least one evaluation task")
+    n_query = n_query or default_query_size(modality, tasks, shots)
+    rows = []
+    for k in shots:
+        check_positive("shots", k, integer=True)
+        for r in range(repeats):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + k * 1_009 + r)
+            batch = evaluation_tasks(modality, tasks, k, n_query, generator, label_noise, noise_seed=seed + r)
+            correct = (predict(batch) == batch.query_y).float().mean(-1) * 100
+            rows += [{"shots": k, "repeat": r, "task": t, "accuracy": float(a)} for t, a in enumerate(correct)]
+    return pd.DataFrame(rows)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean over tasks within a repeat, then mean ± std over repeats: one row per ``shots``."""
+    per_repeat = results.groupby(["shots", "repeat"])["accuracy"].mean()
+    table = per_repeat.groupby("shots").agg(mean="mean", std=lambda a: float(np.std(a))).reset_index()
+    return table
