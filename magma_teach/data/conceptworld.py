@@ -39,11 +39,12 @@ HIDDEN_WIDTH = 64  # width of each random sensor network; wide enough to be a ri
 
 
 def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_dim: int = 8,
-                  source_dim: int = 32, target_dim: int = 24, noise: float = 0.5,
+                  source_dim: int = 32, target_dim: int = 24, noise: float = 0.3,
                   observation_noise: float = 0.05, cluster_weight: float = 0.5,
                   pairing: str = "strong", pairing_noise: float = 0.0, num_clusters: int = 8,
                   n_pairs: int | None = None, splits: tuple[float, float, float] = (0.6, 0.15, 0.25),
-                  n_eval_tasks: int = 8, n_way: int = 5, seed: int = 0) -> CrossModalDataset:
+                  n_eval_tasks: int = 8, n_way: int = 5, target_gain: float = 1.0,
+                  target_nuisance: float = 1.0, seed: int = 0) -> CrossModalDataset:
     """Generate a concept world (see the module docstring for the generative story).
 
     Args:
@@ -54,7 +55,8 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
         target_dim: number of features of a target example, x_t of shape (N, target_dim).
         noise: std of the latent instance noise around μ_c (the means have unit variance per
             dimension, so larger noise makes concepts overlap and the task harder), >= 0. The default
-            0.5 leaves few-shot headroom: at 0.1 every 5-way task is separable even on raw features.
+            0.3 keeps concepts separable in the latent space; the difficulty comes from the target
+            sensor's nuisance instead (``target_nuisance``).
         observation_noise: std of the per-modality sensor noise added after f_s / f_t, >= 0.
         cluster_weight: in [0, 1], how much of μ_c is its cluster's shared mean:
             μ_c = √w · m_cluster + √(1−w) · δ_c. 0 = clusters are arbitrary groups; 1 = all concepts of a
@@ -73,6 +75,13 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
             split must get at least ``n_way`` concepts.
         n_eval_tasks: number of fixed evaluation tasks (the paper uses 8).
         n_way: concepts per evaluation task (the paper uses 5).
+        target_gain: > 0, multiplies the first-layer weights of the target sensor; above 1 it folds
+            the latent space more sharply.
+        target_nuisance: >= 0, std of a target-only latent factor (latent_dim dims, like the speaker
+            of an utterance) that the target sensor mixes into every example and no source example
+            shares. Default 1.0: it is what makes the raw target hard to learn from a few shots,
+            while alignment with the source can learn to ignore it. At 0 a scratch encoder is
+            already as good as a meta-aligned one (both near the latent ceiling).
         seed: everything is drawn from one generator with this seed; same seed → identical tensors.
 
     Returns:
@@ -87,7 +96,11 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
                   source_dim=source_dim, target_dim=target_dim, noise=noise,
                   observation_noise=observation_noise, cluster_weight=cluster_weight, pairing=pairing,
                   pairing_noise=pairing_noise, num_clusters=num_clusters, n_pairs=n_pairs,
-                  splits=tuple(splits), n_eval_tasks=n_eval_tasks, n_way=n_way, seed=seed)
+                  splits=tuple(splits), n_eval_tasks=n_eval_tasks, n_way=n_way, target_gain=target_gain,
+                  target_nuisance=target_nuisance, seed=seed)
+    check_positive("target_gain", target_gain)
+    if not target_nuisance >= 0:
+        raise ValueError(f"target_nuisance must be >= 0, got {target_nuisance!r}")
     g = torch.Generator().manual_seed(seed)
 
     clusters = _assign_clusters(num_concepts, num_clusters, g)
@@ -96,9 +109,13 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
     latent = means[labels] + noise * torch.randn(len(labels), latent_dim, generator=g)
 
     # Two different sensors see the same latent instances: row i of both modalities is one instance.
-    f_s, f_t = _random_sensor(latent_dim, source_dim, g), _random_sensor(latent_dim, target_dim, g)
+    # The target sensor also sees a target-only nuisance factor (think: the speaker of an utterance),
+    # which no source example shares: alignment learns to ignore it, a few labeled shots cannot.
+    f_s = _random_sensor(latent_dim, source_dim, g)
+    f_t = _random_sensor(2 * latent_dim, target_dim, g, target_gain)
+    nuisance = target_nuisance * torch.randn(len(labels), latent_dim, generator=g)
     x_s = f_s(latent) + observation_noise * torch.randn(len(labels), source_dim, generator=g)
-    x_t = f_t(latent) + observation_noise * torch.randn(len(labels), target_dim, generator=g)
+    x_t = f_t(torch.cat([latent, nuisance], 1)) + observation_noise * torch.randn(len(labels), target_dim, generator=g)
     ones = torch.ones(len(labels), dtype=torch.long)
     source = Modality("vector", x_s, ones.clone(), labels.clone())
     target = Modality("vector", x_t, ones.clone(), labels.clone())
@@ -163,14 +180,15 @@ def _concept_means(clusters, num_clusters, latent_dim, weight, g) -> torch.Tenso
     return math.sqrt(weight) * cluster_means[clusters] + math.sqrt(1 - weight) * own
 
 
-def _random_sensor(in_dim: int, out_dim: int, g: torch.Generator):
+def _random_sensor(in_dim: int, out_dim: int, g: torch.Generator, gain: float = 1.0):
     """A fixed random map z ↦ W2 · tanh(W1 · z + b1) + b2 (a 2-layer tanh network that is never trained).
 
     W1 has std √(2/in_dim): pre-activations have variance ≈ 2, so tanh is used well into its curved
     part (a truly nonlinear map) without saturating everywhere. W2 has std √(1/width), giving outputs
-    of roughly unit scale.
+    of roughly unit scale. ``gain`` multiplies W1: above 1 the map folds the latent space more
+    sharply (harder to learn from a few examples, still a fixed function of the instance).
     """
-    w1 = torch.randn(HIDDEN_WIDTH, in_dim, generator=g) * math.sqrt(2.0 / in_dim)
+    w1 = torch.randn(HIDDEN_WIDTH, in_dim, generator=g) * math.sqrt(2.0 / in_dim) * gain
     b1 = 0.5 * torch.randn(HIDDEN_WIDTH, generator=g)
     w2 = torch.randn(out_dim, HIDDEN_WIDTH, generator=g) * math.sqrt(1.0 / HIDDEN_WIDTH)
     b2 = 0.1 * torch.randn(out_dim, generator=g)
