@@ -158,23 +158,28 @@ def meta_classify_step(model, data, concepts, cfg: MagmaConfig, epsilon: float, 
 
 
 def train_magma(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, seed: int = 0,
-                align: bool = True, classify: bool = True, progress: bool | None = None) -> dict:
-    """Meta-train ``model`` on ``data`` with Algorithm 1; returns the training history.
+                progress: bool | None = None) -> dict:
+    """Meta-train ``model`` on ``data`` with Algorithm 1 (meta-alignment, then meta-classifier, per iteration)."""
+    return train_loop(model, data, cfg, [meta_align_step, meta_classify_step], seed, progress, "MAGMA")
 
-    ``align=False`` or ``classify=False`` switch one half off (the baselines reuse this loop). The
-    model ends with the meta-parameters that scored best on the validation concepts. History:
-    ``{"iteration": [...], "val_accuracy": [...], "best_iteration": int}``.
+
+def train_loop(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, steps, seed: int = 0,
+               progress: bool | None = None, desc: str = "meta-training") -> dict:
+    """Run ``cfg.iterations`` iterations of ``steps`` with model selection on the validation concepts.
+
+    Each step is called as ``step(model, data, meta_train_concepts, cfg, epsilon, generator)``; MAGMA
+    passes its two Reptile updates, the baselines pass theirs, so every method shares this loop, its
+    budget and its selection rule. The model ends with the parameters that scored best on validation.
+    Returns ``{"iteration": [...], "val_accuracy": [...], "best_iteration": int}``.
     """
     generator = torch.Generator().manual_seed(seed)
     concepts = data.splits["meta_train"]
     history = {"iteration": [], "val_accuracy": [], "best_iteration": 0}
     best, best_state = -1.0, None
-    for it in trange(cfg.iterations, desc="MAGMA meta-training", disable=not _show_progress(progress)):
+    for it in trange(cfg.iterations, desc=desc, disable=not show_progress(progress)):
         eps = cfg.epsilon(it, cfg.iterations)
-        if align:
-            meta_align_step(model, data, concepts, cfg, eps, generator)
-        if classify:
-            meta_classify_step(model, data, concepts, cfg, eps, generator)
+        for step in steps:
+            step(model, data, concepts, cfg, eps, generator)
         if (it + 1) % cfg.validate_every == 0 or it + 1 == cfg.iterations:
             acc = validation_accuracy(model, data, cfg, seed)
             history["iteration"].append(it + 1)
@@ -218,7 +223,7 @@ def _min_per_concept(modality, concepts) -> int:
     return min(int((modality.labels == c).sum()) for c in concepts)
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
     """tqdm on in a terminal, off in CI (``CI`` set) and when output is not a terminal."""
     import os
     import sys

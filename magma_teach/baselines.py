@@ -1,0 +1,199 @@
+"""The paper's baselines, on the same encoders, tasks, training loop and evaluation as MAGMA.
+
+Every approach ends as a :class:`CrossModalModel` whose target encoder and classifier φ are the
+starting point for meta-test fine-tuning (:func:`magma_teach.magma.finetune_predictor`), so the only
+difference between rows of a table is how that starting point was learned:
+
+=====================================  ======  ==============================================================
+approach                               group   starting point of e_t and φ
+=====================================  ======  ==============================================================
+``Unsup. pre-training`` /              Uni     random initialisation: fine-tune on the k shots only
+``Supervised learning``
+``Unsup. meta-learning (reconstruct)`` Uni     Reptile on an autoencoding loss over unlabeled meta-train target data
+``Align + Classify``                   Cross   plain contrastive alignment on all pairs; plain classifier on source labels
+``Align + Meta Classify``              Cross   plain contrastive alignment; Reptile meta-classifier on the source
+``MAGMA``                              Cross   meta-alignment + meta-classifier (Algorithm 1)
+``Oracle``                             Oracle  Reptile on labeled *target* tasks of the meta-train concepts
+=====================================  ======  ==============================================================
+
+"Plain" training takes, per iteration, as many Adam steps as the meta-learner's inner loop and a
+batch as large as its whole meta-batch, so all methods see the same number of examples per update.
+All alignment uses the same loss (InfoNCE form of eq. 3 or 4) for a fair comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from magma_teach.data.base import CrossModalDataset
+from magma_teach.data.episodes import sample_alignment_task, sample_classification_task, stack_tasks
+from magma_teach.encoders import Classifier
+from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, embed, meta_align_step,
+                               meta_classify_step, target_loss, train_loop)
+from magma_teach.reptile import meta_step
+
+GROUPS = {"Unsup. pre-training": "Uni", "Supervised learning": "Uni",
+          "Unsup. meta-learning (reconstruct)": "Uni", "Align + Classify": "Cross",
+          "Align + Meta Classify": "Cross", "MAGMA": "Cross", "Oracle": "Oracle"}
+APPROACHES = tuple(GROUPS)
+
+
+@dataclass
+class TrainedApproach:
+    """A trained starting point and what it consumed of the target modality during meta-training."""
+
+    name: str
+    model: CrossModalModel
+    target_samples: int  # target examples used in meta-training
+    target_labels: int  # of which labeled
+    history: dict
+
+    @property
+    def group(self) -> str:
+        return GROUPS[self.name]
+
+
+# ---------------------------------------------------------------- plain (non-meta) training steps
+class PlainAlignment:
+    """Ordinary contrastive training of e_s and e_t with Adam on batches of meta-train pairs."""
+
+    def __init__(self, model: CrossModalModel, cfg: MagmaConfig):
+        self.opt = torch.optim.Adam(model.parts("source", "target").values(), lr=cfg.align_inner.lr)
+
+    def __call__(self, model, data, concepts, cfg, epsilon, generator):
+        loss_fn = alignment_loss(model, cfg.temperature, cfg.weak)
+        n_way = min(len(concepts), cfg.n_way * cfg.meta_batch)
+        for _ in range(cfg.align_inner.steps):
+            task = sample_alignment_task(data, concepts, n_way if not cfg.weak else cfg.n_way,
+                                         cfg.pairs_per_concept, generator, weak=cfg.weak,
+                                         pairing_noise=cfg.pairing_noise)
+            self.opt.zero_grad()
+            loss_fn(model.parts("source", "target"), task).backward()
+            self.opt.step()
+
+
+class PlainClassifier:
+    """Ordinary cross-entropy training of a classifier over *all* meta-train source concepts on top of e_s.
+
+    At the end, :meth:`as_n_way` keeps its hidden layer and gives it a fresh N-way output layer — the
+    usual "pre-train, then fine-tune a new head" recipe.
+    """
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
+        concepts = data.splits["meta_train"]
+        self.head = Classifier(model.classifier.net[0].in_features, len(concepts))
+        self.concept_to_label = {c: i for i, c in enumerate(concepts)}
+        self.opt = torch.optim.Adam(self.head.parameters(), lr=cfg.classify_inner.lr)
+
+    def __call__(self, model, data, concepts, cfg, epsilon, generator):
+        pool = torch.nonzero(torch.isin(data.source.labels, torch.tensor(concepts))).flatten()
+        batch = cfg.meta_batch * cfg.n_way * cfg.source_shots
+        for _ in range(cfg.classify_inner.steps):
+            idx = pool[torch.randint(len(pool), (batch,), generator=generator)]
+            with torch.no_grad():
+                z = model.source(*data.source.batch(idx))
+            y = torch.tensor([self.concept_to_label[int(c)] for c in data.source.labels[idx]])
+            self.opt.zero_grad()
+            F.cross_entropy(self.head(z), y).backward()
+            self.opt.step()
+        self.install(model, cfg.n_way)
+
+    def install(self, model: CrossModalModel, n_way: int) -> None:
+        """Copy the trained hidden layer into the model's N-way φ (its output layer stays fresh)."""
+        with torch.no_grad():
+            model.classifier.net[0].load_state_dict(self.head.net[0].state_dict())
+
+
+# ---------------------------------------------------------------- meta-learning steps of the baselines
+def oracle_step(model, data, concepts, cfg, epsilon, generator):
+    """Reptile over labeled N-way *target* tasks of meta-train concepts, updating e_t and φ together."""
+    tasks = stack_tasks([sample_classification_task(data.target, concepts, cfg.n_way, cfg.source_shots, 1,
+                                                    generator) for _ in range(cfg.meta_batch)])
+    meta_step(target_loss(model), model.parts("target", "classifier"), tasks, cfg.align_inner, epsilon)
+
+
+class ReconstructionMeta:
+    """Reptile on an autoencoding loss over unlabeled meta-train target examples.
+
+    A decoder maps e_t(x) back to a fixed-size summary of x (:func:`reconstruction_target`), standardised
+    per feature; each task is a random batch of target examples. Labels are never read.
+    """
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, hidden: int = 128):
+        pool = torch.nonzero(torch.isin(data.target.labels, torch.tensor(data.splits["meta_train"]))).flatten()
+        targets = reconstruction_target(data.target.kind, *data.target.batch(pool))
+        self.pool = pool
+        self.targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-6)
+        dim = model.classifier.net[0].in_features
+        model.add_module("decoder", nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
+                                                  nn.Linear(hidden, self.targets.shape[1])))
+
+    def __call__(self, model, data, concepts, cfg, epsilon, generator):
+        batch = cfg.n_way * cfg.source_shots
+        rows = torch.stack([torch.randperm(len(self.pool), generator=generator)[:batch]
+                            for _ in range(cfg.meta_batch)])
+        x, lengths = data.target.batch(self.pool[rows])
+
+        def loss(params, task):
+            x_, lengths_, y_ = task
+            return F.mse_loss(model.call("decoder", params, model.call("target", params, x_, lengths_)), y_)
+
+        meta_step(loss, model.parts("target", "decoder"), (x, lengths, self.targets[rows]),
+                  cfg.align_inner, epsilon)
+
+
+def reconstruction_target(kind: str, x: torch.Tensor, lengths: torch.Tensor, segments: int = 8,
+                          buckets: int = 256) -> torch.Tensor:
+    """A fixed-size summary of each input for the autoencoder to reconstruct: (B, D).
+
+    image/vector: the input itself, flattened. audio: the mean log-mel of ``segments`` equal parts of
+    the real frames, (B, n_mels·segments) — a coarse spectrogram. text: the character histogram over
+    ``buckets`` hashed character ids, (B, buckets).
+    """
+    if kind in ("image", "vector"):
+        return x.flatten(1).float()
+    frames = torch.arange(x.shape[-1])
+    real = frames < lengths[:, None]  # (B, T)
+    if kind == "audio":
+        part = (frames * segments) // lengths[:, None].clamp_min(1)  # (B, T) segment of each frame
+        weights = (part[..., None] == torch.arange(segments)) & real[..., None]  # (B, T, S)
+        weights = weights.float() / weights.sum(1, keepdim=True).clamp_min(1)
+        return torch.einsum("bmt,bts->bms", x, weights).flatten(1)
+    hist = ((x[..., None] % buckets) == torch.arange(buckets)) & real[..., None]
+    return hist.float().sum(1) / lengths[:, None].clamp_min(1)
+
+
+# ---------------------------------------------------------------- one entry point per approach
+def target_budget(data: CrossModalDataset) -> int:
+    """Target examples of the meta-train concepts: what every non-scratch approach may use."""
+    return int(torch.isin(data.target.labels, torch.tensor(data.splits["meta_train"])).sum())
+
+
+def train_approach(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: int = 0, dim: int = 64,
+                   progress: bool | None = None) -> TrainedApproach:
+    """Train the starting point of approach ``name`` (one of :data:`APPROACHES`) with the shared budget."""
+    if name not in GROUPS:
+        raise ValueError(f"approach must be one of {APPROACHES}, got {name!r}")
+    torch.manual_seed(seed)
+    model = CrossModalModel.for_dataset(data, dim=dim, n_way=cfg.n_way)
+    used, labels, history = target_budget(data), 0, {}
+    if name in ("Unsup. pre-training", "Supervised learning"):
+        used = 0
+    elif name == "Unsup. meta-learning (reconstruct)":
+        history = train_loop(model, data, cfg, [ReconstructionMeta(model, data, cfg)], seed, progress, name)
+        del model.decoder
+    elif name == "Align + Classify":
+        plain = PlainClassifier(model, data, cfg)
+        history = train_loop(model, data, cfg, [PlainAlignment(model, cfg), plain], seed, progress, name)
+    elif name == "Align + Meta Classify":
+        history = train_loop(model, data, cfg, [PlainAlignment(model, cfg), meta_classify_step], seed, progress, name)
+    elif name == "MAGMA":
+        history = train_loop(model, data, cfg, [meta_align_step, meta_classify_step], seed, progress, name)
+    else:  # Oracle
+        history = train_loop(model, data, cfg, [oracle_step], seed, progress, name)
+        labels = used
+    return TrainedApproach(name, model, used, labels, history)
