@@ -18,7 +18,9 @@ approach                               group   starting point of e_t and φ
 
 "Plain" training takes, per iteration, as many Adam steps as the meta-learner's inner loop and a
 batch as large as its whole meta-batch, so all methods see the same number of examples per update.
-All alignment uses the same loss (InfoNCE form of eq. 3 or 4) for a fair comparison.
+All alignment uses the same loss (InfoNCE form of eq. 3 or 4) for a fair comparison, and every
+cross-modal approach starts from the same source encoder, pre-trained on source labels when
+``cfg.source_pretrain_steps`` > 0 (:func:`magma_teach.magma.pretrain_source`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from torch import nn
 from magma_teach.data.base import CrossModalDataset
 from magma_teach.data.episodes import sample_alignment_task, sample_classification_task, stack_tasks
 from magma_teach.encoders import Classifier
-from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, embed, meta_align_step,
-                               meta_classify_step, target_loss, train_loop)
+from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, meta_classify_step, pretrain_source,
+                               target_loss, train_loop, train_magma)
 from magma_teach.reptile import meta_step
 
 GROUPS = {"Unsup. pre-training": "Uni", "Supervised learning": "Uni",
@@ -181,6 +183,8 @@ def train_approach(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: i
     torch.manual_seed(seed)
     model = CrossModalModel.for_dataset(data, dim=dim, n_way=cfg.n_way)
     used, labels, history = target_budget(data), 0, {}
+    if GROUPS[name] == "Cross" and name != "MAGMA":  # MAGMA's own entry point pre-trains e_s itself
+        pretrain_source(model, data, cfg.source_pretrain_steps, seed=seed)
     if name in ("Unsup. pre-training", "Supervised learning"):
         used = 0
     elif name == "Unsup. meta-learning (reconstruct)":
@@ -192,7 +196,7 @@ def train_approach(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: i
     elif name == "Align + Meta Classify":
         history = train_loop(model, data, cfg, [PlainAlignment(model, cfg), meta_classify_step], seed, progress, name)
     elif name == "MAGMA":
-        history = train_loop(model, data, cfg, [meta_align_step, meta_classify_step], seed, progress, name)
+        history = train_magma(model, data, cfg, seed, progress)
     else:  # Oracle
         history = train_loop(model, data, cfg, [oracle_step], seed, progress, name)
         labels = used

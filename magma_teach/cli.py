@@ -27,6 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--preset", default="quick", choices=["quick", "full"])
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
+
+    from magma_teach.experiments import EXPERIMENTS, PRESETS
+
+    run = sub.add_parser("run", help="run one experiment (a table or figure of the paper)")
+    run.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT",
+                     help="one of: " + ", ".join(EXPERIMENTS))
+    run.add_argument("--preset", default="quick", choices=[p for p in PRESETS if p != "tiny"] + ["tiny"],
+                     help="quick (CPU, minutes; default) or full (the paper's protocol, for a GPU)")
+    run.add_argument("--data", default="offline", choices=["offline", "full"])
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", default="results", help="folder for <experiment>.json and .csv (default: results)")
+    run.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
+
+    sub.add_parser("list", help="list the experiments, one line each")
     return parser
 
 
@@ -43,10 +58,30 @@ def _data(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from magma_teach.experiments import run
+    from magma_teach.report import format_result
+
+    result = run(args.experiment, preset=args.preset, data=args.data, device=args.device, seed=args.seed,
+                 out=args.out, cache_dir=args.cache_dir)
+    print(format_result(result))
+    print(f"\nwrote {args.out}/{args.experiment}.json and .csv ({result.seconds:.0f} s on {result.device})")
+    return 0
+
+
+def _list(args) -> int:
+    from magma_teach.experiments import EXPERIMENTS
+
+    width = max(map(len, EXPERIMENTS))
+    for name, (_, about) in EXPERIMENTS.items():
+        print(f"{name:<{width}}  {about}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"data": _data}[args.command](args)
+        return {"data": _data, "run": _run, "list": _list}[args.command](args)
     except ValueError as err:  # a bad value found past argparse: still one line, exit 2
         sys.stderr.write(f"python -m magma_teach {args.command}: error: {err}\n")
         return 2

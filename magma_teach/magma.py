@@ -79,6 +79,7 @@ class MagmaConfig:
     iterations: int = 300
     meta_batch: int = 8  # T tasks per Reptile update
     n_way: int = 5
+    align_way: int | None = None  # concepts per alignment task (None: n_way)
     pairs_per_concept: int = 4  # pairs of each concept in an alignment task
     weak: bool = False  # eq. 4 (cluster-level pairs) instead of eq. 3 (instance pairs)
     pairing_noise: float = 0.0
@@ -90,11 +91,18 @@ class MagmaConfig:
     finetune: InnerLoop = field(default_factory=lambda: InnerLoop(steps=20, lr=1e-3, betas=(0.9, 0.999)))
     validate_every: int = 50
     val_shots: int = 5
+    source_pretrain_steps: int = 0  # supervised steps on source labels before meta-training (0: none)
+    patience: int | None = None  # stop after this many validations without improvement (None: never)
 
     def __post_init__(self):
         for name in ("iterations", "meta_batch", "n_way", "pairs_per_concept", "source_shots",
                      "validate_every", "val_shots"):
             check_positive(name, getattr(self, name), integer=True)
+        for name in ("align_way", "patience"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name), integer=True)
+        if self.source_pretrain_steps < 0:
+            raise ValueError(f"source_pretrain_steps must be >= 0, got {self.source_pretrain_steps}")
         check_positive("temperature", self.temperature)
         check_range("pairing_noise", self.pairing_noise, 0.0, 1.0)
 
@@ -141,7 +149,7 @@ def embed(model: CrossModalModel, part: str, batch) -> torch.Tensor:
 
 def meta_align_step(model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
     """Lines 3-6 of Algorithm 1 for a meta-batch: alignment tasks → Reptile update of e_s, e_t."""
-    tasks = stack_tasks([sample_alignment_task(data, concepts, cfg.n_way, cfg.pairs_per_concept, generator,
+    tasks = stack_tasks([sample_alignment_task(data, concepts, cfg.align_way or cfg.n_way, cfg.pairs_per_concept, generator,
                                                weak=cfg.weak, pairing_noise=cfg.pairing_noise)
                          for _ in range(cfg.meta_batch)])
     meta_step(alignment_loss(model, cfg.temperature, cfg.weak), model.parts("source", "target"),
@@ -159,8 +167,39 @@ def meta_classify_step(model, data, concepts, cfg: MagmaConfig, epsilon: float, 
 
 def train_magma(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, seed: int = 0,
                 progress: bool | None = None) -> dict:
-    """Meta-train ``model`` on ``data`` with Algorithm 1 (meta-alignment, then meta-classifier, per iteration)."""
+    """Meta-train ``model`` on ``data`` with Algorithm 1 (meta-alignment, then meta-classifier, per iteration).
+
+    With ``cfg.source_pretrain_steps`` > 0 the source encoder is first pre-trained on source labels
+    (:func:`pretrain_source`), the analogue of the paper's ImageNet-initialised image encoder.
+    """
+    pretrain_source(model, data, cfg.source_pretrain_steps, seed=seed)
     return train_loop(model, data, cfg, [meta_align_step, meta_classify_step], seed, progress, "MAGMA")
+
+
+def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int, lr: float = 1e-3,
+                    batch: int = 64, seed: int = 0) -> None:
+    """Supervised pre-training of e_s on the labeled source examples of the meta-train concepts.
+
+    The source modality is the abundant, labeled one: in the paper its encoder starts from an
+    ImageNet-trained ResNet. Offline we have no such network, so we give e_s the same head start from
+    the source labels it is allowed to use (a temporary linear head over all meta-train concepts,
+    discarded afterwards). Algorithm 1 itself then starts from this e_s. No target data is touched.
+    """
+    if steps <= 0:
+        return
+    concepts = torch.tensor(data.splits["meta_train"])
+    pool = torch.nonzero(torch.isin(data.source.labels, concepts)).flatten()
+    label_of = torch.full((data.num_classes,), -1, dtype=torch.long)
+    label_of[concepts] = torch.arange(len(concepts))
+    head = nn.Linear(model.classifier.net[0].in_features, len(concepts))
+    opt = torch.optim.Adam([*model.source.parameters(), *head.parameters()], lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = pool[torch.randint(len(pool), (batch,), generator=generator)]
+        logits = head(model.source(*data.source.batch(idx)))
+        opt.zero_grad()
+        F.cross_entropy(logits, label_of[data.source.labels[idx]]).backward()
+        opt.step()
 
 
 def train_loop(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, steps, seed: int = 0,
@@ -186,6 +225,8 @@ def train_loop(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig
             history["val_accuracy"].append(acc)
             if acc > best:
                 best, best_state, history["best_iteration"] = acc, copy.deepcopy(model.state_dict()), it + 1
+            elif cfg.patience and len(history["iteration"]) - history["iteration"].index(history["best_iteration"]) > cfg.patience:
+                break  # the validation concepts stopped improving
     model.load_state_dict(best_state)
     return history
 

@@ -101,16 +101,12 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
         src_idx, tgt_idx, groups = _weak_rows(data, concepts, n_way, n_per_concept, generator)
         groups_s = groups_t = groups
     else:
-        _check_task(n_way, len(concepts), "concepts")
-        chosen = _choose(concepts, n_way, generator)
-        rows = []
-        for c in chosen.tolist():
-            pool = data.pairs_of([c])
-            if n_per_concept > len(pool):
-                raise ValueError(f"n_per_concept must be at most {len(pool)} (pairs of concept {c}), "
-                                 f"got {n_per_concept}")
-            rows.append(_choose(pool, n_per_concept, generator))
-        rows = torch.cat(rows)
+        # Only concepts with enough pairs can give n_per_concept of them (pairs may be scarce on purpose).
+        counts = torch.bincount(data.source.labels[data.pairs[:, 0]], minlength=data.num_classes)
+        eligible = concepts[counts[concepts.to(counts.device)].cpu() >= n_per_concept]
+        _check_task(n_way, len(eligible), f"concepts with at least n_per_concept={n_per_concept} pairs")
+        rows = torch.cat([_choose(data.pairs_of([c]), n_per_concept, generator)
+                          for c in _choose(eligible, n_way, generator).tolist()])
         src_idx, tgt_idx = rows[:, 0], rows[:, 1]
         groups_s = groups_t = torch.arange(len(rows))
     if pairing_noise > 0:
