@@ -87,18 +87,20 @@ class PlainClassifier:
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
         concepts = data.splits["meta_train"]
-        self.head = Classifier(model.classifier.net[0].in_features, len(concepts))
-        self.concept_to_label = {c: i for i, c in enumerate(concepts)}
+        device = data.source.labels.device
+        self.head = Classifier(model.classifier.net[0].in_features, len(concepts)).to(device)
+        self.label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=device)
+        self.label_of[concepts] = torch.arange(len(concepts), device=device)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=cfg.classify_inner.lr)
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
-        pool = torch.nonzero(torch.isin(data.source.labels, torch.tensor(concepts))).flatten()
+        pool = torch.nonzero(self.label_of[data.source.labels] >= 0).flatten()
         batch = cfg.meta_batch * cfg.n_way * cfg.source_shots
         for _ in range(cfg.classify_inner.steps):
-            idx = pool[torch.randint(len(pool), (batch,), generator=generator)]
+            idx = pool[torch.randint(len(pool), (batch,), generator=generator).to(pool.device)]
             with torch.no_grad():
                 z = model.source(*data.source.batch(idx))
-            y = torch.tensor([self.concept_to_label[int(c)] for c in data.source.labels[idx]])
+            y = self.label_of[data.source.labels[idx]]
             self.opt.zero_grad()
             F.cross_entropy(self.head(z), y).backward()
             self.opt.step()
@@ -126,18 +128,19 @@ class ReconstructionMeta:
     """
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, hidden: int = 128):
-        pool = torch.nonzero(torch.isin(data.target.labels, torch.tensor(data.splits["meta_train"]))).flatten()
+        train = torch.tensor(data.splits["meta_train"], device=data.target.labels.device)
+        pool = torch.nonzero(torch.isin(data.target.labels, train)).flatten()
         targets = reconstruction_target(data.target.kind, *data.target.batch(pool))
         self.pool = pool
         self.targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-6)
         dim = model.classifier.net[0].in_features
         model.add_module("decoder", nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
-                                                  nn.Linear(hidden, self.targets.shape[1])))
+                                                  nn.Linear(hidden, self.targets.shape[1])).to(pool.device))
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
         batch = cfg.n_way * cfg.source_shots
         rows = torch.stack([torch.randperm(len(self.pool), generator=generator)[:batch]
-                            for _ in range(cfg.meta_batch)])
+                            for _ in range(cfg.meta_batch)]).to(self.pool.device)
         x, lengths = data.target.batch(self.pool[rows])
 
         def loss(params, task):
@@ -158,30 +161,34 @@ def reconstruction_target(kind: str, x: torch.Tensor, lengths: torch.Tensor, seg
     """
     if kind in ("image", "vector"):
         return x.flatten(1).float()
-    frames = torch.arange(x.shape[-1])
+    frames = torch.arange(x.shape[-1], device=x.device)
     real = frames < lengths[:, None]  # (B, T)
     if kind == "audio":
         part = (frames * segments) // lengths[:, None].clamp_min(1)  # (B, T) segment of each frame
-        weights = (part[..., None] == torch.arange(segments)) & real[..., None]  # (B, T, S)
+        weights = (part[..., None] == torch.arange(segments, device=x.device)) & real[..., None]  # (B, T, S)
         weights = weights.float() / weights.sum(1, keepdim=True).clamp_min(1)
         return torch.einsum("bmt,bts->bms", x, weights).flatten(1)
-    hist = ((x[..., None] % buckets) == torch.arange(buckets)) & real[..., None]
+    hist = ((x[..., None] % buckets) == torch.arange(buckets, device=x.device)) & real[..., None]
     return hist.float().sum(1) / lengths[:, None].clamp_min(1)
 
 
 # ---------------------------------------------------------------- one entry point per approach
 def target_budget(data: CrossModalDataset) -> int:
     """Target examples of the meta-train concepts: what every non-scratch approach may use."""
-    return int(torch.isin(data.target.labels, torch.tensor(data.splits["meta_train"])).sum())
+    train = torch.tensor(data.splits["meta_train"], device=data.target.labels.device)
+    return int(torch.isin(data.target.labels, train).sum())
 
 
 def train_approach(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: int = 0, dim: int = 64,
                    progress: bool | None = None) -> TrainedApproach:
-    """Train the starting point of approach ``name`` (one of :data:`APPROACHES`) with the shared budget."""
+    """Train the starting point of approach ``name`` (one of :data:`APPROACHES`) with the shared budget.
+
+    The model lives on the device of ``data`` (move the dataset with ``data.to(device)`` first).
+    """
     if name not in GROUPS:
         raise ValueError(f"approach must be one of {APPROACHES}, got {name!r}")
     torch.manual_seed(seed)
-    model = CrossModalModel.for_dataset(data, dim=dim, n_way=cfg.n_way)
+    model = CrossModalModel.for_dataset(data, dim=dim, n_way=cfg.n_way).to(data.target.x.device)
     used, labels, history = target_budget(data), 0, {}
     if GROUPS[name] == "Cross" and name != "MAGMA":  # MAGMA's own entry point pre-trains e_s itself
         pretrain_source(model, data, cfg.source_pretrain_steps, seed=seed)

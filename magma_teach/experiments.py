@@ -160,7 +160,8 @@ def paper_layout(rows: pd.DataFrame) -> pd.DataFrame:
     wide.insert(0, "type", [GROUPS.get(a, "") for a in wide.index])
     order = {"Uni": 0, "Cross": 1, "Oracle": 2}
     wide = wide.iloc[sorted(range(len(wide)), key=lambda i: order.get(wide["type"].iloc[i], 3))]
-    return wide.reset_index()
+    wide = wide.reset_index()
+    return wide[["type", "approach", *[c for c in wide.columns if c not in ("type", "approach")]]]
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -198,9 +199,7 @@ def few_shot_rows(trained: TrainedApproach, data: CrossModalDataset, cfg: MagmaC
 
 
 def _train(name, data, cfg, ctx) -> TrainedApproach:
-    trained = train_approach(name, data, cfg, seed=ctx.seed, progress=ctx.progress)
-    trained.model.to(ctx.device)
-    return trained
+    return train_approach(name, data, cfg, seed=ctx.seed, progress=ctx.progress)
 
 
 def _comparison(benchmark: str, first: str, ctx: Context):

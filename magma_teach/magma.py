@@ -187,15 +187,16 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
     """
     if steps <= 0:
         return
-    concepts = torch.tensor(data.splits["meta_train"])
+    device = data.source.labels.device
+    concepts = torch.tensor(data.splits["meta_train"], device=device)
     pool = torch.nonzero(torch.isin(data.source.labels, concepts)).flatten()
-    label_of = torch.full((data.num_classes,), -1, dtype=torch.long)
-    label_of[concepts] = torch.arange(len(concepts))
-    head = nn.Linear(model.classifier.net[0].in_features, len(concepts))
+    label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=device)
+    label_of[concepts] = torch.arange(len(concepts), device=device)
+    head = nn.Linear(model.classifier.net[0].in_features, len(concepts)).to(device)
     opt = torch.optim.Adam([*model.source.parameters(), *head.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        idx = pool[torch.randint(len(pool), (batch,), generator=generator)]
+        idx = pool[torch.randint(len(pool), (batch,), generator=generator).to(device)]
         logits = head(model.source(*data.source.batch(idx)))
         opt.zero_grad()
         F.cross_entropy(logits, label_of[data.source.labels[idx]]).backward()

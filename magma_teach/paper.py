@@ -60,6 +60,9 @@ def beside_paper(ours: pd.DataFrame, experiment: str) -> pd.DataFrame:
     fmt = lambda d: d.assign(value=d["mean"].map("{:.1f}".format) + " ± " + d["std"].map("{:.1f}".format))  # noqa: E731
     merged = fmt(ours)[["approach", "shots", "value"]].merge(
         fmt(paper)[["approach", "shots", "value"]], on=["approach", "shots"], how="outer",
-        suffixes=(" (ours)", " (paper)"))
+        suffixes=(" (ours)", " (paper)"), sort=False)
+    order = {a: i for i, a in enumerate(dict.fromkeys([*ours["approach"], *paper["approach"]]))}
+    merged = merged.sort_values(["approach", "shots"], key=lambda col: col.map(order) if col.name == "approach" else col)
+    merged = merged.reset_index(drop=True)
     merged.attrs["note"] = NOTE
     return merged

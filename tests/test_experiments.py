@@ -40,7 +40,7 @@ def test_comparison_tables(results, name, first):
     assert oracle["target_labels"] == oracle["target_samples"] > 0  # only the Oracle reads target labels
     assert (rows[rows["approach"] != "Oracle"]["target_labels"] == 0).all()
     table = paper_layout(rows)
-    assert list(table.columns) == ["approach", "type", "1-shot", "5-shot", "#target (labels)"]
+    assert list(table.columns) == ["type", "approach", "1-shot", "5-shot", "#target (labels)"]
     assert list(table["type"]) == ["Uni", "Uni", "Cross", "Cross", "Cross", "Oracle"]
     assert "paper" in " ".join(beside_paper(rows, name).columns)
 

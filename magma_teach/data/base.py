@@ -111,7 +111,8 @@ class CrossModalDataset:
 
     def pairs_of(self, concepts) -> torch.Tensor:
         """The strong pairs whose source example belongs to one of ``concepts``: (P, 2) int64."""
-        keep = torch.isin(self.source.labels[self.pairs[:, 0]], torch.as_tensor(list(concepts)))
+        wanted = torch.as_tensor(list(concepts), device=self.pairs.device)
+        keep = torch.isin(self.source.labels[self.pairs[:, 0]], wanted)
         return self.pairs[keep]
 
     def to(self, device) -> "CrossModalDataset":

@@ -42,7 +42,8 @@ class AlignmentTask(NamedTuple):
 
 
 def _choose(pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    return pool[torch.randperm(len(pool), generator=generator)[:n]]
+    # The generator lives on the CPU (same draws on every device); the pool may live on a GPU.
+    return pool[torch.randperm(len(pool), generator=generator)[:n].to(pool.device)]
 
 
 def _check_task(n_way: int, n_available: int, what: str) -> None:
@@ -61,6 +62,7 @@ def sample_classification_task(modality: Modality, concepts: Sequence[int], n_wa
     Support and query examples of a concept never overlap.
     """
     concepts = torch.as_tensor(list(concepts), dtype=torch.long)
+    device = modality.labels.device
     _check_task(n_way, len(concepts), "concepts")
     check_positive("k_shot", k_shot, integer=True)
     check_positive("n_query", n_query, integer=True)
@@ -76,8 +78,8 @@ def sample_classification_task(modality: Modality, concepts: Sequence[int], n_wa
         query.append(picked[k_shot:])
     support_idx, query_idx = torch.cat(support), torch.cat(query)
     return ClassificationTask(
-        support=modality.batch(support_idx), support_y=torch.arange(n_way).repeat_interleave(k_shot),
-        query=modality.batch(query_idx), query_y=torch.arange(n_way).repeat_interleave(n_query),
+        support=modality.batch(support_idx), support_y=torch.arange(n_way, device=device).repeat_interleave(k_shot),
+        query=modality.batch(query_idx), query_y=torch.arange(n_way, device=device).repeat_interleave(n_query),
         concepts=chosen)
 
 
@@ -96,19 +98,19 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
     check_positive("n_per_concept", n_per_concept, integer=True)
     if not 0.0 <= pairing_noise <= 1.0:
         raise ValueError(f"pairing_noise must be in [0, 1], got {pairing_noise}")
-    concepts = torch.as_tensor(list(concepts), dtype=torch.long)
+    concepts = torch.as_tensor(list(concepts), dtype=torch.long, device=data.source.labels.device)
     if weak:
         src_idx, tgt_idx, groups = _weak_rows(data, concepts, n_way, n_per_concept, generator)
         groups_s = groups_t = groups
     else:
         # Only concepts with enough pairs can give n_per_concept of them (pairs may be scarce on purpose).
         counts = torch.bincount(data.source.labels[data.pairs[:, 0]], minlength=data.num_classes)
-        eligible = concepts[counts[concepts.to(counts.device)].cpu() >= n_per_concept]
+        eligible = concepts[counts[concepts] >= n_per_concept]
         _check_task(n_way, len(eligible), f"concepts with at least n_per_concept={n_per_concept} pairs")
         rows = torch.cat([_choose(data.pairs_of([c]), n_per_concept, generator)
                           for c in _choose(eligible, n_way, generator).tolist()])
         src_idx, tgt_idx = rows[:, 0], rows[:, 1]
-        groups_s = groups_t = torch.arange(len(rows))
+        groups_s = groups_t = torch.arange(len(rows), device=rows.device)
     if pairing_noise > 0:
         tgt_idx = _corrupt(tgt_idx, data.target, pairing_noise, generator)
     return AlignmentTask(data.source.batch(src_idx), data.target.batch(tgt_idx), groups_s, groups_t)
@@ -123,16 +125,16 @@ def _weak_rows(data, concepts, n_way, n_per_concept, generator):
         members = concepts[cluster_of == cluster]
         for modality, out in ((data.source, src), (data.target, tgt)):
             pool = torch.nonzero(torch.isin(modality.labels, members)).flatten()
-            pick = torch.randint(len(pool), (n_per_concept,), generator=generator)
+            pick = torch.randint(len(pool), (n_per_concept,), generator=generator).to(pool.device)
             out.append(pool[pick])
-        groups.append(torch.full((n_per_concept,), g))
+        groups.append(torch.full((n_per_concept,), g, device=concepts.device))
     return torch.cat(src), torch.cat(tgt), torch.cat(groups)
 
 
 def _corrupt(tgt_idx: torch.Tensor, target: Modality, rate: float, generator: torch.Generator) -> torch.Tensor:
     """Replace a ``rate`` fraction of the target rows by random target examples (broken pairs)."""
-    flip = torch.rand(len(tgt_idx), generator=generator) < rate
-    random_rows = torch.randint(len(target), (len(tgt_idx),), generator=generator)
+    flip = (torch.rand(len(tgt_idx), generator=generator) < rate).to(tgt_idx.device)
+    random_rows = torch.randint(len(target), (len(tgt_idx),), generator=generator).to(tgt_idx.device)
     return torch.where(flip, random_rows, tgt_idx)
 
 
