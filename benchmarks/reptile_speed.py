@@ -1,10 +1,10 @@
 """Time task-batched Reptile against the sequential reference on one meta-alignment workload.
 
 Workload: T alignment tasks of 5-way 5-shot pairs (25 image/speech pairs each, shaped like the
-``numbers`` benchmark: 1×8×16 images, 40-band log-mel spectrograms of up to 150 frames), 5 inner Adam
+``numbers`` benchmark: 1×16×32 images, 40-band log-mel spectrograms of up to 144 frames), 5 inner Adam
 steps, the package's image and audio encoders. Both methods run in this process on the same tasks.
 
-    python benchmarks/reptile_speed.py [--device cpu|cuda] [--tasks T] [--repeats R]
+    python benchmarks/reptile_speed.py [--device cpu|cuda] [--tasks T] [--repeats R] [--threads N]
 
 The last line is ``ratio=N.Nx`` (batched meta-iterations/s over sequential).
 """
@@ -27,9 +27,9 @@ def make_tasks(n_tasks: int, pairs: int, device) -> list[AlignmentTask]:
     g = torch.Generator().manual_seed(0)
     tasks = []
     for _ in range(n_tasks):
-        images = torch.rand(pairs, 1, 8, 16, generator=g)
-        mels = torch.randn(pairs, 40, 150, generator=g)
-        lengths = torch.randint(60, 151, (pairs,), generator=g)
+        images = torch.rand(pairs, 1, 16, 32, generator=g)
+        mels = torch.randn(pairs, 40, 144, generator=g)
+        lengths = torch.randint(60, 145, (pairs,), generator=g)
         ones, groups = torch.ones(pairs, dtype=torch.long), torch.arange(pairs)
         tasks.append(AlignmentTask((images.to(device), ones.to(device)), (mels.to(device), lengths.to(device)),
                                    groups.to(device), groups.to(device)))
@@ -53,7 +53,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--tasks", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     torch.manual_seed(0)
     model = CrossModalModel(ImageEncoder(1, dim=64), AudioEncoder(40, dim=64), Classifier(64)).to(device)
