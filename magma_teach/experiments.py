@@ -20,24 +20,22 @@ concepts are touched by evaluation alone.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from magma_teach.baselines import (GROUPS, PlainAlignment, TrainedApproach, target_budget, train_approach)
+from magma_teach.baselines import (GROUPS, PlainAlignment, TrainedApproach, train_approach)
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.data.conceptworld import concept_world
 from magma_teach.data.episodes import AlignmentTask
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics, symmetric_noise
 from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, finetune_predictor,
-                               meta_align_step, pretrain_source, show_progress, train_loop)
+                               meta_align_step, pretrain_source, train_loop)
 from magma_teach.protocol import default_query_size, evaluation_tasks, run_protocol, summarize
 from magma_teach.reptile import InnerLoop
 from magma_teach.utils import pick_device, seed_everything
