@@ -1,0 +1,189 @@
+"""Fast checks of the shared-space pictures (magma_teach.projection) and their widget (magma_teach.widgets).
+
+Most tests use ``method="pca"`` (instant); one module-scoped UMAP run checks shape and determinism
+(umap-learn compiles numba code on its first call in a process, which takes a while once).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from magma_teach.data.conceptworld import concept_world  # noqa: E402
+from magma_teach.magma import CrossModalModel  # noqa: E402
+from magma_teach.projection import (Embedding, concept_colors, embed_concepts, neighbour_stats,  # noqa: E402
+                                    plot_projection, project)
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/magma_teach/numba"))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return concept_world(samples_per_concept=12, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(world):
+    torch.manual_seed(0)
+    return CrossModalModel.for_dataset(world, dim=8)
+
+
+def test_embed_shapes_and_order(world, model):
+    concepts = world.splits["meta_test"][:3]
+    emb = embed_concepts(model, world, concepts, per_concept=5, seed=0)
+    assert emb.z.shape == (2 * 3 * 5, 8)
+    np.testing.assert_allclose(np.linalg.norm(emb.z, axis=1), 1.0, rtol=1e-5)
+    assert list(emb.modality[:15]) == ["source"] * 15 and list(emb.modality[15:]) == ["target"] * 15
+    assert sorted(set(emb.concept.tolist())) == sorted(concepts)
+    # every picked row really shows its concept
+    for part in ("source", "target"):
+        rows = emb.modality == part
+        labels = getattr(world, part).labels[torch.as_tensor(emb.index[rows])].numpy()
+        np.testing.assert_array_equal(labels, emb.concept[rows])
+
+
+def test_embed_all_examples_and_same_points_for_every_model(world, model):
+    concepts = world.splits["val"][:2]
+    everything = embed_concepts(model, world, concepts, per_concept=None)
+    assert len(everything) == 2 * 2 * 12
+    other = CrossModalModel.for_dataset(world, dim=8)
+    a = embed_concepts(model, world, concepts, per_concept=4, seed=7)
+    b = embed_concepts(other, world, concepts, per_concept=4, seed=7)
+    np.testing.assert_array_equal(a.index, b.index)  # same examples, whichever model
+    assert not np.allclose(a.z, b.z)
+
+
+def test_embed_rejects_bad_concepts(world, model):
+    with pytest.raises(ValueError, match="concepts must"):
+        embed_concepts(model, world, [])
+    with pytest.raises(ValueError, match=r"ids in \[0, 40\)"):
+        embed_concepts(model, world, [0, 99])
+    with pytest.raises(ValueError, match="per_concept"):
+        embed_concepts(model, world, [0, 1], per_concept=0)
+
+
+def _toy(shift: float) -> Embedding:
+    """Two concepts on a circle; target points are the source points rotated by ``shift`` radians."""
+    angles = np.array([0.0, 0.1, 0.2, 3.0, 3.1, 3.2])
+    z_s = np.stack([np.cos(angles), np.sin(angles)], 1)
+    z_t = np.stack([np.cos(angles + shift), np.sin(angles + shift)], 1)
+    concept = np.array([0, 0, 0, 1, 1, 1] * 2)
+    modality = np.array(["source"] * 6 + ["target"] * 6)
+    return Embedding(np.concatenate([z_s, z_t]), concept, modality, np.arange(12) % 6, ["a", "b"])
+
+
+def test_neighbour_stats_on_known_geometry():
+    aligned = neighbour_stats(_toy(0.0), k=3)
+    assert aligned["nearest source, same concept"] == 100.0
+    assert aligned["cross-modal neighbours"] > 30
+    # among the 6 target points, each one's 3 nearest targets: its 2 concept mates and 1 other
+    assert aligned["target only: same-concept neighbours"] == pytest.approx(200 / 3)
+    swapped = neighbour_stats(_toy(np.pi), k=3)  # every target lands on the other concept's source
+    assert swapped["nearest source, same concept"] == 0.0
+    with pytest.raises(ValueError, match="both modalities"):
+        neighbour_stats(_toy(0.0).subset(np.arange(6)))
+    with pytest.raises(ValueError, match="k must be smaller"):
+        neighbour_stats(_toy(0.0), k=12)
+
+
+def test_pca_projection_is_deterministic(world, model):
+    emb = embed_concepts(model, world, world.splits["meta_test"][:3], per_concept=6)
+    first, second = project(emb.z, method="pca"), project(emb, method="pca")
+    assert first.shape == (len(emb), 2) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, second)
+    with pytest.raises(ValueError, match="method"):
+        project(emb.z, method="tsne")
+    with pytest.raises(ValueError, match="n >= 3"):
+        project(emb.z[:2], method="pca")
+
+
+@pytest.fixture(scope="module")
+def umap_pair(world, model):
+    pytest.importorskip("umap")
+    emb = embed_concepts(model, world, world.splits["meta_test"][:3], per_concept=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # project() must keep umap/numba notices to itself
+        first = project(emb.z, seed=1, n_neighbors=10)
+    return emb, first, project(emb.z, seed=1, n_neighbors=10)
+
+
+def test_umap_shape_and_determinism(umap_pair):
+    emb, first, second = umap_pair
+    assert first.shape == (len(emb), 2)
+    assert np.isfinite(first).all()
+    np.testing.assert_array_equal(first, second)
+
+
+def test_plot_projection_draws_labelled_figure(world, model):
+    emb = embed_concepts(model, world, world.splits["meta_test"][:3], per_concept=4)
+    fig, ax = plt.subplots()
+    plot_projection(ax, project(emb.z, method="pca"), emb, "a title", axis_name="PCA")
+    assert ax.get_title() == "a title" and "PCA" in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[-2:] == ["source modality", "target modality"] and len(labels) == 5
+    with pytest.raises(ValueError, match="coords must have shape"):
+        plot_projection(ax, np.zeros((3, 2)), emb, "t")
+    plt.close(fig)
+    colors = concept_colors(range(9))
+    assert len(set(colors.values())) == 9
+
+
+def test_widget_builds_and_redraws_without_display(world, model):
+    pytest.importorskip("ipywidgets")
+    from magma_teach.widgets import umap_explorer
+
+    other = CrossModalModel.for_dataset(world, dim=8)
+    explorer = umap_explorer({"before": other, "after": model}, world, per_concept=4, method="pca")
+    offered = world.splits["meta_test"]
+    assert [value for _, value in explorer.concepts.options] == offered
+    assert explorer.state.value == "after"
+    assert "nearest source" in explorer.status.value
+    explorer.concepts.value = tuple(offered[:2])
+    explorer.state.value = "before"  # observers redraw; nothing is displayed outside a notebook
+    assert "<b>before</b>" in explorer.status.value
+    fig = explorer.redraw()
+    assert fig is not None and fig.axes[0].get_title().startswith("Shared space, before")
+    plt.close(fig)
+    explorer.concepts.value = (offered[0],)
+    assert explorer.redraw() is None and "at least two" in explorer.status.value
+    with pytest.raises(ValueError, match="not offered"):
+        umap_explorer({"m": model}, world, selected=[world.splits["meta_train"][0]], method="pca")
+
+
+def test_missing_ipywidgets_gives_install_hint(monkeypatch):
+    import builtins
+
+    from magma_teach import widgets
+
+    real_import = builtins.__import__
+
+    def no_ipywidgets(name, *args, **kwargs):
+        if name == "ipywidgets":
+            raise ImportError("no ipywidgets here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ipywidgets)
+    with pytest.raises(ImportError, match="pip install ipywidgets"):
+        widgets.require_ipywidgets()
+
+
+def test_numba_settings_respect_the_user(monkeypatch):
+    pytest.importorskip("numba")
+    from magma_teach import projection
+
+    monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
+    projection._configure_numba()
+    assert os.environ["NUMBA_THREADING_LAYER"] == "workqueue"  # keeps PyTorch fast after UMAP
+    assert os.environ.get("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "tbb")
+    projection._configure_numba()
+    assert os.environ["NUMBA_THREADING_LAYER"] == "tbb"  # a choice of the user is kept
