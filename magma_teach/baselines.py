@@ -34,8 +34,8 @@ from torch import nn
 from magma_teach.data.base import CrossModalDataset
 from magma_teach.data.episodes import sample_alignment_task, sample_classification_task, stack_tasks
 from magma_teach.encoders import Classifier
-from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, meta_classify_step, pretrain_source,
-                               target_loss, train_loop, train_magma)
+from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, meta_classify_step, meta_train_labels,
+                               pretrain_source, target_loss, train_loop, train_magma)
 from magma_teach.reptile import meta_step
 
 GROUPS = {"Unsup. pre-training": "Uni", "Supervised learning": "Uni",
@@ -87,10 +87,8 @@ class PlainClassifier:
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
         concepts = data.splits["meta_train"]
-        device = data.source.labels.device
-        self.head = Classifier(model.classifier.net[0].in_features, len(concepts)).to(device)
-        self.label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=device)
-        self.label_of[concepts] = torch.arange(len(concepts), device=device)
+        self.label_of = meta_train_labels(data)
+        self.head = Classifier(model.classifier.net[0].in_features, len(concepts)).to(self.label_of.device)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=cfg.classify_inner.lr)
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
@@ -104,9 +102,9 @@ class PlainClassifier:
             self.opt.zero_grad()
             F.cross_entropy(self.head(z), y).backward()
             self.opt.step()
-        self.install(model, cfg.n_way)
+        self.install(model)
 
-    def install(self, model: CrossModalModel, n_way: int) -> None:
+    def install(self, model: CrossModalModel) -> None:
         """Copy the trained hidden layer into the model's N-way φ (its output layer stays fresh)."""
         with torch.no_grad():
             model.classifier.net[0].load_state_dict(self.head.net[0].state_dict())

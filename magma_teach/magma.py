@@ -22,6 +22,8 @@ concepts are never looked at during training.
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -187,16 +189,13 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
     """
     if steps <= 0:
         return
-    device = data.source.labels.device
-    concepts = torch.tensor(data.splits["meta_train"], device=device)
-    pool = torch.nonzero(torch.isin(data.source.labels, concepts)).flatten()
-    label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=device)
-    label_of[concepts] = torch.arange(len(concepts), device=device)
-    head = nn.Linear(model.classifier.net[0].in_features, len(concepts)).to(device)
+    label_of = meta_train_labels(data)
+    pool = torch.nonzero(label_of[data.source.labels] >= 0).flatten()
+    head = nn.Linear(model.classifier.net[0].in_features, len(data.splits["meta_train"])).to(pool.device)
     opt = torch.optim.Adam([*model.source.parameters(), *head.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        idx = pool[torch.randint(len(pool), (batch,), generator=generator).to(device)]
+        idx = pool[torch.randint(len(pool), (batch,), generator=generator).to(pool.device)]
         logits = head(model.source(*data.source.batch(idx)))
         opt.zero_grad()
         F.cross_entropy(logits, label_of[data.source.labels[idx]]).backward()
@@ -265,10 +264,19 @@ def _min_per_concept(modality, concepts) -> int:
     return min(int((modality.labels == c).sum()) for c in concepts)
 
 
+def meta_train_labels(data: CrossModalDataset) -> torch.Tensor:
+    """(num_classes,) map from concept id to its index among the meta-train concepts, -1 elsewhere.
+
+    Used to train a classifier over *all* meta-train concepts at once (labels 0..C_train-1).
+    """
+    concepts = torch.tensor(data.splits["meta_train"], device=data.source.labels.device)
+    label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=concepts.device)
+    label_of[concepts] = torch.arange(len(concepts), device=concepts.device)
+    return label_of
+
+
 def show_progress(progress: bool | None) -> bool:
     """tqdm on in a terminal, off in CI (``CI`` set) and when output is not a terminal."""
-    import os
-    import sys
     if progress is not None:
         return progress
     return not os.environ.get("CI") and sys.stderr.isatty()
