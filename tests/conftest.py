@@ -1,0 +1,45 @@
+"""Shared fixtures: a local HTTP server that stands in for the internet in the download tests."""
+
+import functools
+import http.server
+import socket
+import threading
+
+import pytest
+
+from magma_teach.data.download import MIRROR_ENV
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A folder served on 127.0.0.1 and set as ``MAGMA_TEACH_MIRROR``; put files in ``mirror`` (a Path).
+
+    The cache goes to a fresh ``tmp_path/cache`` so downloads never touch the user's cache.
+    """
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("MAGMA_TEACH_CACHE", str(tmp_path / "cache"))
+    yield served
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def no_network(tmp_path, monkeypatch):
+    """``MAGMA_TEACH_MIRROR`` pointing at a closed port on 127.0.0.1: every download is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free now, and nothing listens on it after the with-block
+    monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MAGMA_TEACH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
