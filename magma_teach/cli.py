@@ -1,6 +1,7 @@
-"""``python -m magma_teach …``: generate data and (later) run the paper's experiments.
+"""``python -m magma_teach …``: build or download data, and run the paper's experiments.
 
-Bad arguments exit with code 2 and one line naming the problem, never a traceback.
+Bad arguments exit with code 2 and one line naming the problem, never a traceback; a download that
+fails (no network, wrong checksum, unsafe archive) exits with code 1 and one line naming the dataset.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m magma_teach", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    data = sub.add_parser("data", help="generate (or load from the cache) a benchmark and describe it")
-    data.add_argument("name", help="benchmark: numbers | languages")
+    data = sub.add_parser("data", help="generate or download (or load from the cache) a benchmark and describe it")
+    data.add_argument("name", help="offline: numbers | languages; full data: esc50 | cifar | fleurs | recipes")
+    data.add_argument("--download", action="store_true",
+                      help="fetch and verify a full-data benchmark (needs internet; large)")
     data.add_argument("--info", action="store_true", help="print classes, splits, sample rate, shapes, cache path")
     data.add_argument("--preset", default="quick", choices=["quick", "full"])
     data.add_argument("--seed", type=int, default=0)
@@ -46,12 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data(args) -> int:
-    from magma_teach.data.registry import BENCHMARKS, info_lines, load
+    from magma_teach.data.registry import BENCHMARKS, FULL_BENCHMARKS, info_lines, load
 
-    if args.name not in BENCHMARKS:
+    names = [*BENCHMARKS, *FULL_BENCHMARKS, "cifar"]
+    if args.name not in names:
         sys.stderr.write(f"python -m magma_teach data: error: unknown benchmark {args.name!r}; "
-                         f"choose from {', '.join(BENCHMARKS)}\n")
+                         f"choose from {', '.join(names)}\n")
         return 2
+    if args.name not in BENCHMARKS and not args.download:
+        sys.stderr.write(f"python -m magma_teach data: error: {args.name} is full data (a large download): add "
+                         f"--download to fetch and verify it, or use the offline 'numbers' or 'languages'\n")
+        return 2
+    if args.name == "cifar":  # CIFAR-10/100 alone: the image half of esc50
+        from magma_teach.data.image_audio import download_cifar
+
+        for name, path in download_cifar(cache_dir=args.cache_dir).items():
+            print(f"{name}: {path}")
+        return 0
     dataset = load(args.name, preset=args.preset, seed=args.seed, cache_dir=args.cache_dir)
     for line in info_lines(dataset):
         print(line)
@@ -79,9 +93,14 @@ def _list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from magma_teach.data.download import DownloadError
+
     args = build_parser().parse_args(argv)
     try:
         return {"data": _data, "run": _run, "list": _list}[args.command](args)
     except ValueError as err:  # a bad value found past argparse: still one line, exit 2
         sys.stderr.write(f"python -m magma_teach {args.command}: error: {err}\n")
         return 2
+    except DownloadError as err:  # no network, wrong checksum, unsafe archive: the message names the dataset
+        sys.stderr.write(f"python -m magma_teach {args.command}: error: {err}\n")
+        return 1

@@ -1,15 +1,16 @@
 """One runner per table and figure of the paper, returning tidy pandas frames and writing JSON + CSV.
 
-=================  ===========================================================  =================
-experiment         what it reproduces                                           data
-=================  ===========================================================  =================
-``image-audio``    Table 2: every approach, 1/5/10-shot, #target (labels)       numbers
-``text-speech``    Table 4, plus Table-5-style sample predictions               languages
-``retrieval``      Table 3: R@1/5/10, median rank, cosine loss; a gallery       numbers
-``noisy-labels``   Figure 3: accuracy vs symmetric target-label noise           numbers
-``tradeoff``       the poster's alignment-vs-supervision analysis               concept world
-``strong-weak``    strong (instance) vs weak (cluster) pairs on the same data   numbers
-=================  ===========================================================  =================
+=================  ===========================================================  =============  ===========
+experiment         what it reproduces                                           data           --data full
+=================  ===========================================================  =============  ===========
+``image-audio``    Table 2: every approach, 1/5/10-shot, #target (labels)       numbers        esc50
+``text-speech``    Table 4, plus Table-5-style sample predictions               languages      fleurs
+``retrieval``      Table 3: R@1/5/10, median rank, cosine loss; a gallery       numbers        —
+``noisy-labels``   Figure 3: accuracy vs symmetric target-label noise           numbers        esc50
+``tradeoff``       the poster's alignment-vs-supervision analysis               concept world  —
+``strong-weak``    strong (instance) vs weak (cluster) pairs on the same data   numbers        —
+``text-image``     the poster's recipe table (ingredients → food photo)         —              recipes
+=================  ===========================================================  =============  ===========
 
 Every runner takes the same arguments (:func:`run`) and one :class:`Preset` decides every size, so
 ``quick`` (CPU, minutes; the book and CI use it) and ``full`` (the paper's protocol, for a GPU) share
@@ -34,7 +35,7 @@ from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.data.conceptworld import concept_world
 from magma_teach.data.episodes import AlignmentTask
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics, symmetric_noise
-from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, finetune_predictor,
+from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, finetune_predictor, show_progress,
                                meta_align_step, pretrain_source, train_loop)
 from magma_teach.protocol import default_query_size, evaluation_tasks, run_protocol, summarize
 from magma_teach.reptile import InnerLoop
@@ -85,19 +86,28 @@ PRESETS = {
 # the concept, so two pairs of one concept in a task would be each other's false negatives: one pair
 # per concept, many concepts. In languages a sentence pairs with its own speech, and one pair per
 # language makes the language the cue that tells a pair from the negatives.
+# The full-data benchmarks: CIFAR→ESC-50 has only weak (cluster) pairs, 5 clusters × 4 clips a task;
+# FLEURS and the recipes pair each text with its own recording or photo, like languages.
 ALIGNMENT = {"numbers": dict(align_way=20, pairs_per_concept=1),
              "languages": dict(align_way=16, pairs_per_concept=1),
-             "conceptworld": dict(align_way=5, pairs_per_concept=4)}
+             "conceptworld": dict(align_way=5, pairs_per_concept=4),
+             "esc50": dict(align_way=5, pairs_per_concept=4, weak=True),
+             "fleurs": dict(align_way=16, pairs_per_concept=1),
+             "recipes": dict(align_way=16, pairs_per_concept=1)}
+
+# With ``--data full`` a runner written for an offline benchmark runs on its real counterpart.
+FULL_DATA = {"numbers": "esc50", "languages": "fleurs"}
 
 
 def magma_config(preset: Preset, data: CrossModalDataset, **changes) -> MagmaConfig:
     """The :class:`MagmaConfig` of a preset on a benchmark (validation-chosen learning rates).
 
-    Alignment tasks use at most as many concepts as the meta-train split has.
+    Tasks are as wide as the benchmark's evaluation tasks; alignment tasks use at most as many concepts
+    as the meta-train split has.
     """
     alignment = dict(ALIGNMENT[data.name])
     alignment["align_way"] = min(alignment["align_way"], len(data.splits["meta_train"]))
-    cfg = MagmaConfig(
+    cfg = MagmaConfig(n_way=len(data.eval_tasks[0]),  # the benchmark's task size (5 but for fleurs)
         iterations=preset.iterations, validate_every=preset.validate_every, meta_batch=preset.meta_batch,
         align_inner=InnerLoop(preset.inner_steps, 3e-3), classify_inner=InnerLoop(preset.inner_steps, 3e-3),
         finetune=InnerLoop(preset.finetune_steps, 1e-3, betas=(0.9, 0.999)),
@@ -174,14 +184,22 @@ class Context:
     cache_dir: str | None = None
     progress: bool | None = None
 
-    def benchmark(self, name: str) -> CrossModalDataset:
-        if self.data != "offline":
-            raise ValueError("data must be 'offline' in this version: the full-data loaders (CIFAR/ESC-50, "
-                             "FLEURS) are not available yet; use --data offline")
-        from magma_teach.data.registry import load
+    def benchmark(self, name: str, needs_pairs: bool = False) -> CrossModalDataset:
+        """The dataset a runner asks for by its offline ``name``; with ``data="full"`` its real counterpart
+        (:data:`FULL_DATA`), downloaded on first use. ``needs_pairs``: the runner needs instance pairs."""
+        from magma_teach.data.registry import FULL_BENCHMARKS, load
 
-        data = load(name, preset=self.preset.data, seed=self.seed, cache_dir=self.cache_dir,
-                    **self.preset.data_overrides.get(name, {}))
+        if self.data == "full" and needs_pairs:  # checked before any download
+            raise ValueError("this experiment needs instance pairs, which the full image→audio data "
+                             "(CIFAR/ESC-50, weak pairs only) does not have; use --data offline")
+        if self.data == "full" and name not in FULL_BENCHMARKS:
+            if name not in FULL_DATA:
+                raise ValueError(f"this experiment runs on {name!r} only; it has no full-data version "
+                                 f"(use --data offline)")
+            name = FULL_DATA[name]
+        overrides = self.preset.data_overrides.get(name, {}) if self.data == "offline" else {}
+        data = load(name, preset="full" if self.preset.data == "full" else "quick", seed=self.seed,
+                    cache_dir=self.cache_dir, progress=show_progress(self.progress), **overrides)
         return data.to(self.device)
 
 
@@ -223,6 +241,14 @@ def text_speech(ctx: Context) -> tuple[pd.DataFrame, dict]:
     return rows, {"predictions": sample_predictions(data, cfg, trained, ctx)}
 
 
+def text_image(ctx: Context) -> tuple[pd.DataFrame, dict]:
+    """The poster's recipe table on Yummly-28K (ingredients text → food photo); full data only."""
+    if ctx.data != "full":
+        raise ValueError("text-image runs on the Yummly-28K recipes only: add --data full")
+    _, _, _, rows = _comparison("recipes", "Unsup. pre-training", ctx)
+    return rows, {}
+
+
 def sample_predictions(data, cfg, trained, ctx, shots: int = 5, per_task: int = 2) -> pd.DataFrame:
     """For the first queries of every evaluation task: the sentence, its language, MAGMA's and the Oracle's guess."""
     k = min(shots, max(ctx.preset.shots))
@@ -255,7 +281,7 @@ def retrieval(ctx: Context) -> tuple[pd.DataFrame, dict]:
     number). The true match is the image paired with the utterance, so retrieving another image of
     the same number counts as a miss, as in the paper; ``concept R@1`` reports the looser hit rate.
     """
-    data = ctx.benchmark("numbers")
+    data = ctx.benchmark("numbers", needs_pairs=True)
     cfg = magma_config(ctx.preset, data)
     starts = {}
     for name in ("No align", "Align", "MAGMA"):
@@ -379,6 +405,8 @@ def tradeoff(ctx: Context) -> tuple[pd.DataFrame, dict]:
     3. weak pairs (cluster level) of growing number against supervised target meta-learning (the
        Oracle's recipe) with a fixed number of target labels.
     """
+    if ctx.data == "full":
+        raise ValueError("tradeoff runs on the synthetic concept world only (use --data offline)")
     preset = replace(ctx.preset, shots=(5,))
     ctx = replace(ctx, preset=preset)
     base = dict(seed=ctx.seed)
@@ -441,7 +469,7 @@ def _labeled_subset(data: CrossModalDataset, n_labels: int, seed: int) -> CrossM
 
 def strong_weak(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """MAGMA with strong (instance) pairs vs weak (same decade) pairs on ``numbers``."""
-    data = ctx.benchmark("numbers")
+    data = ctx.benchmark("numbers", needs_pairs=True)
     decades = int(torch.unique(data.clusters[data.splits["meta_train"]]).numel())
     weak = {"weak": True, "align_way": min(5, decades), "pairs_per_concept": 4}  # 5 decades x 4 pairs a task
     rows = []
@@ -459,6 +487,7 @@ EXPERIMENTS: dict[str, tuple[Callable, str]] = {
     "noisy-labels": (noisy_labels, "Figure 3: MAGMA vs Oracle under symmetric target-label noise"),
     "tradeoff": (tradeoff, "Poster: alignment vs supervision (pairs, pairing noise, weak vs labels)"),
     "strong-weak": (strong_weak, "Strong (instance) vs weak (same-decade) pairs on numbers"),
+    "text-image": (text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)"),
 }
 
 

@@ -103,3 +103,27 @@ def test_cli_bad_arguments(args, word):
 def test_cli_list():
     done = _cli("list")
     assert done.returncode == 0 and len(done.stdout.strip().splitlines()) == len(EXPERIMENTS)
+
+
+def test_cli_full_data_needs_consent_and_says_where_to_go_offline():
+    done = _cli("data", "esc50")
+    assert done.returncode == 2 and "--download" in done.stderr and "'numbers'" in done.stderr
+    for args in (["run", "tradeoff", "--data", "full"], ["run", "strong-weak", "--data", "full"],
+                 ["run", "text-image"]):
+        done = _cli(*args)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, args
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [["data", "esc50", "--download"], ["data", "cifar", "--download"],
+                                  ["data", "fleurs", "--download"], ["data", "recipes", "--download"],
+                                  ["run", "image-audio", "--data", "full", "--preset", "tiny"]])
+def test_cli_without_network_exits_1_with_one_line(no_network, args):
+    done = _cli(*args)
+    assert done.returncode == 1, done.stderr
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert "offline benchmark" in line or "checksum" in line
+    files = [p for p in no_network.rglob("*") if p.is_file()] if no_network.exists() else []
+    assert files == []  # nothing half-written
+

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 
 import numpy as np
 import torch
@@ -132,3 +133,28 @@ def standardize(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, f
     mean, std = real.mean().item(), real.std().item()
     out = (x - mean) / std
     return out * mask[:, None, :], mean, std
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A WAV file as mono float32 samples in [-1, 1] (samples,) and its sample rate.
+
+    Handles 8/16/24/32-bit PCM (ESC-50: 16-bit) and 32/64-bit float (FLEURS ships float32), via ``scipy.io.wavfile``
+    (the ``wave`` module cannot read float WAVs); several channels are averaged.
+    """
+    from scipy.io import wavfile
+
+    try:
+        rate, data = wavfile.read(path)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot read WAV {path}: {err}") from None
+    if data.dtype == np.uint8:  # 8-bit WAV is unsigned, centred on 128
+        wave = (data.astype(np.float32) - 128) / 128
+    elif np.issubdtype(data.dtype, np.integer):  # 16/24/32-bit PCM (scipy returns 24-bit as int32)
+        wave = data.astype(np.float32) / np.float32(-np.iinfo(data.dtype).min)
+    else:
+        wave = data.astype(np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.size == 0:
+        raise ValueError(f"WAV {path} holds no samples")
+    return wave, int(rate)

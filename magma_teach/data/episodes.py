@@ -63,7 +63,9 @@ def sample_classification_task(modality: Modality, concepts: Sequence[int], n_wa
     """
     concepts = torch.as_tensor(list(concepts), dtype=torch.long)
     device = modality.labels.device
-    _check_task(n_way, len(concepts), "concepts")
+    if not fixed_concepts:  # a split may hold concepts seen in one modality only (CIFAR vs ESC-50 classes)
+        concepts = concepts[torch.isin(concepts.to(device), modality.labels).cpu()]
+    _check_task(n_way, len(concepts), f"concepts with {modality.kind} examples")
     check_positive("k_shot", k_shot, integer=True)
     check_positive("n_query", n_query, integer=True)
     chosen = concepts[:n_way] if fixed_concepts else _choose(concepts, n_way, generator)
@@ -118,8 +120,11 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
 
 def _weak_rows(data, concepts, n_way, n_per_concept, generator):
     cluster_of = data.clusters[concepts]
-    clusters = torch.unique(cluster_of)
-    _check_task(n_way, len(clusters), "clusters")
+    # Only clusters with examples in both modalities can form a weak pair.
+    has = [torch.isin(concepts, m.labels) for m in (data.source, data.target)]
+    clusters = torch.unique(cluster_of[has[0]])
+    clusters = clusters[torch.isin(clusters, cluster_of[has[1]])]
+    _check_task(n_way, len(clusters), "clusters with examples in both modalities")
     src, tgt, groups = [], [], []
     for g, cluster in enumerate(_choose(clusters, n_way, generator).tolist()):
         members = concepts[cluster_of == cluster]

@@ -31,6 +31,8 @@ from magma_teach.data.base import SPLITS, CrossModalDataset, Modality
 from magma_teach.utils import check_positive
 
 BENCHMARKS = ("numbers", "languages")
+# The full-data tier (downloads, for online users): name → module under magma_teach.data.
+FULL_BENCHMARKS = {"esc50": "image_audio", "fleurs": "fleurs", "recipes": "recipes"}
 PRESETS = ("quick", "full")
 
 # Fractions of the concepts in each split (numbers: 60 / 10 / 20 of its 90 concepts).
@@ -108,26 +110,34 @@ def make_config(defaults: dict, presets: dict, preset: str, seed: int, overrides
 # --- loading by name --------------------------------------------------------------------------------
 
 def _module(name: str):
-    if name not in BENCHMARKS:
-        raise ValueError(f"name must be one of {', '.join(BENCHMARKS)}, got {name!r}")
+    if name not in BENCHMARKS and name not in FULL_BENCHMARKS:
+        raise ValueError(f"name must be one of {', '.join([*BENCHMARKS, *FULL_BENCHMARKS])}, got {name!r}")
     # Imported on demand: each benchmark module imports the helpers above from here.
-    return importlib.import_module(f"magma_teach.data.{name}")
+    return importlib.import_module(f"magma_teach.data.{FULL_BENCHMARKS.get(name, name)}")
 
 
 def load(name: str, preset: str = "quick", seed: int = 0, cache_dir: str | os.PathLike | None = None,
-         **overrides) -> CrossModalDataset:
-    """The benchmark ``name`` (``"numbers"`` or ``"languages"``) for ``preset`` and ``seed``.
+         progress: bool = True, **overrides) -> CrossModalDataset:
+    """The benchmark ``name`` for ``preset`` and ``seed``.
 
-    ``overrides`` change single settings of the generation config (see ``DEFAULTS`` of each module,
-    e.g. ``load("numbers", high=40, snr_db=5)``). The first call generates the data (seconds) and
-    caches it; later calls with the same settings reload it. ``dataset.info["cache_path"]`` says where.
+    ``name`` is an offline benchmark (``"numbers"``, ``"languages"``: generated, no network) or a
+    full-data one (``"esc50"``: CIFAR → ESC-50, ``"fleurs"``, ``"recipes"``: downloaded and verified
+    on first use, with progress bars unless ``progress=False``). ``overrides`` change single settings
+    of the config (see ``DEFAULTS`` of each module, e.g. ``load("numbers", high=40, snr_db=5)``).
+    The first call builds the dataset and caches it; later calls with the same settings reload it.
+    ``dataset.info["cache_path"]`` says where.
     """
     from magma_teach.data.cache import cache_path, cached, dataset_from_payload, dataset_to_payload, display_path
 
     module = _module(name)
     config = module.make_config(preset=preset, seed=seed, **overrides)
-    payload = cached(name, config, lambda: dataset_to_payload(module.build(config)), cache_dir,
-                     validate=dataset_from_payload)
+
+    def build():
+        if name in FULL_BENCHMARKS:  # these read downloads, which live in the cache folder too
+            return module.build(config, cache_dir=cache_dir, progress=progress)
+        return module.build(config)
+
+    payload = cached(name, config, lambda: dataset_to_payload(build()), cache_dir, validate=dataset_from_payload)
     dataset = dataset_from_payload(payload)
     dataset.info["cache_path"] = display_path(cache_path(name, config, cache_dir))
     return dataset
@@ -140,9 +150,11 @@ def info_lines(dataset: CrossModalDataset) -> list[str]:
     lines = [f"{dataset.name}: {info.get('description', '')}".rstrip(": "),
              f"{dataset.num_classes} classes",
              f"splits (classes): {splits}; {len(dataset.eval_tasks)} fixed "
-             f"{len(dataset.eval_tasks[0]) if dataset.eval_tasks else 0}-way eval tasks over meta_test",
-             f"sample rate: {info.get('sample_rate', '?')} Hz synthesis, features at "
-             f"{info.get('feature_rate', '?')} Hz ({info.get('n_mels', '?')} log-mel bands, 10 ms hop)"]
+             f"{len(dataset.eval_tasks[0]) if dataset.eval_tasks else 0}-way eval tasks over meta_test"]
+    if "sample_rate" in info:  # the audio side, if there is one
+        origin = "synthesis" if dataset.name in BENCHMARKS else "recordings"
+        lines.append(f"sample rate: {info['sample_rate']} Hz {origin}, features at {info.get('feature_rate', '?')} "
+                     f"Hz ({info.get('n_mels', '?')} log-mel bands, 10 ms hop)")
     for role, m in (("source", dataset.source), ("target", dataset.target)):
         lines.append(f"{role}: {m.kind} x {tuple(m.x.shape)} {str(m.x.dtype).replace('torch.', '')}")
     n_clusters = int(dataset.clusters.unique().numel())
