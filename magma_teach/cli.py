@@ -7,6 +7,7 @@ fails (no network, wrong checksum, unsafe archive) exits with code 1 and one lin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--download", action="store_true",
                       help="fetch and verify a full-data benchmark (needs internet; large)")
     data.add_argument("--info", action="store_true", help="print classes, splits, sample rate, shapes, cache path")
+    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                      help="change one setting of the benchmark (VALUE is read as JSON if it parses, else as "
+                           "text), e.g. --set per_language=40 or --set folder=/data/Yummly28K; repeatable")
     data.add_argument("--preset", default="quick", choices=["quick", "full"])
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
@@ -48,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_settings(pairs: list[str]) -> dict:
+    """``["per_language=40", "folder=/x"]`` → ``{"per_language": 40, "folder": "/x"}`` (JSON values, else text)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
 def _data(args) -> int:
     from magma_teach.data.registry import BENCHMARKS, FULL_BENCHMARKS, info_lines, load
 
@@ -66,7 +84,8 @@ def _data(args) -> int:
         for name, path in download_cifar(cache_dir=args.cache_dir).items():
             print(f"{name}: {path}")
         return 0
-    dataset = load(args.name, preset=args.preset, seed=args.seed, cache_dir=args.cache_dir)
+    dataset = load(args.name, preset=args.preset, seed=args.seed, cache_dir=args.cache_dir,
+                   **parse_settings(args.settings))
     for line in info_lines(dataset):
         print(line)
     return 0

@@ -127,3 +127,14 @@ def test_cli_without_network_exits_1_with_one_line(no_network, args):
     files = [p for p in no_network.rglob("*") if p.is_file()] if no_network.exists() else []
     assert files == []  # nothing half-written
 
+
+def test_cli_settings_are_json_or_text_and_checked():
+    from magma_teach.cli import parse_settings
+
+    assert parse_settings(["per_language=40", "folder=/data/x", "languages=[\"en_us\"]"]) == {
+        "per_language": 40, "folder": "/data/x", "languages": ["en_us"]}
+    with pytest.raises(ValueError, match="--set takes KEY=VALUE"):
+        parse_settings(["oops"])
+    done = _cli("data", "numbers", "--set", "colour=red")
+    assert done.returncode == 2 and "unknown setting(s) ['colour']" in done.stderr
+

@@ -161,8 +161,8 @@ def download(config: dict, cache_dir: str | os.PathLike | None = None, progress:
     if known is None:
         raise dl.DownloadError(
             f"{DATASET}: no published checksum is pinned for Yummly-28K, so it is not fetched unverified; "
-            f"pass archive_sha256='sha256:<hex>' of a {YUMMLY_ARCHIVE} you checked, or folder=<extracted "
-            f"Yummly28K folder>; {dl.offline_hint(DATASET)}")
+            f"pin the sha256 of a {YUMMLY_ARCHIVE} you checked (archive_sha256=, CLI --set archive_sha256=sha256:<hex>)"
+            f" or read an extracted copy (folder=); {dl.offline_hint(DATASET)}")
     final = dl.downloads_dir(DATASET, cache_dir) / EXTRACTED_NAME
     if final.is_dir():  # only a complete extraction is ever renamed to this name
         return final
