@@ -157,7 +157,7 @@ def fetch(remote: Remote, folder: Path, progress: bool = True) -> Path:
 
 # --- safe extraction --------------------------------------------------------------------------------
 
-def _unsafe_reason(name: str) -> str | None:
+def unsafe_reason(name: str) -> str | None:
     """Why an archive member name is unsafe to extract, or ``None`` when it stays inside the target."""
     posix = name.replace("\\", "/")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
@@ -177,7 +177,7 @@ def _check_members(archive: Path, dataset: str) -> None:
             members = [(m.name, None if (m.isfile() or m.isdir()) else "a link or device file")
                        for m in handle.getmembers()]
     for name, problem in members:
-        reason = _unsafe_reason(name) or problem
+        reason = unsafe_reason(name) or problem
         if reason:
             raise UnsafeArchiveError(f"{dataset}: refused to extract {archive.name}: member {name!r} has "
                                      f"{reason}; removed the archive")
@@ -197,7 +197,7 @@ def safe_extract(archive: Path, destination: Path, dataset: str) -> None:
 
 
 @contextmanager
-def _staging(final: Path):
+def staging_folder(final: Path):
     """A temporary folder beside ``final``; renamed to ``final`` on success, deleted on any error."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
@@ -228,7 +228,7 @@ def fetch_folder(remote: Remote, cache_dir: str | os.PathLike | None = None, pro
             shutil.rmtree(final)  # damaged since it was extracted: fetch it again
     archive = fetch(remote, root, progress)
     try:
-        with _staging(final) as staging:
+        with staging_folder(final) as staging:
             safe_extract(archive, staging, remote.dataset)
             verify_files(staging, remote.key_files, remote.dataset)
     except (DownloadError, tarfile.TarError, zipfile.BadZipFile, EOFError) as err:

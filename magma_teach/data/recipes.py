@@ -176,7 +176,7 @@ def download(config: dict, cache_dir: str | os.PathLike | None = None, progress:
 def _extract_into(archive: Path, final: Path) -> None:
     """Unpack ``archive`` (zip, tar or RAR) into ``final`` via a staging folder; clean up on failure."""
     try:
-        with dl._staging(final) as staging:  # same atomic rename as download.fetch_folder
+        with dl.staging_folder(final) as staging:  # same atomic rename as download.fetch_folder
             _extract(archive, staging)
             find_layout(staging)  # a wrong archive must not become the cached folder
     except ExtractToolError:
@@ -238,7 +238,7 @@ def check_member_names(names: list[str], archive_name: str) -> None:
     The same rule as :mod:`~magma_teach.data.download` applies to zip and tar members.
     """
     for name in names:
-        reason = dl._unsafe_reason(name)
+        reason = dl.unsafe_reason(name)
         if reason:
             raise dl.UnsafeArchiveError(f"{DATASET}: refused to extract {archive_name}: member {name!r} "
                                         f"has {reason}; removed the archive")
