@@ -37,27 +37,27 @@ def _transcript(lang: str, k: int) -> str:
     return f'{lang} says "sentence {k}" it\'s fine'  # quote marks: read with QUOTE_NONE
 
 
-def _tsv_and_tar(index: int, lang: str) -> tuple[bytes, bytes]:
+def _tsv_and_tar(index: int, lang: str, per_lang: int = PER_LANG) -> tuple[bytes, bytes]:
     """One language's ``test.tsv`` (7 columns, no header) and ``audio/test.tar.gz`` (``test/<file>.wav``)."""
     lines, tar_buffer = [], io.BytesIO()
     with tarfile.open(fileobj=tar_buffer, mode="w:gz") as tar:
-        for k in range(PER_LANG):
+        for k in range(per_lang):
             name = f"{1000 * index + k}.wav"
             data = _wav_bytes(_tone(150.0 + 90.0 * index + 5.0 * k))
             info = tarfile.TarInfo(f"test/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
             text = _transcript(lang, k)
-            sentence = 1500 + (k if k < PER_LANG - 1 else 0)  # the last file re-reads sentence 0
+            sentence = 1500 + (k if k < per_lang - 1 else 0)  # the last file re-reads sentence 0
             lines.append(f"{sentence}\t{name}\t{text.upper()}\t{text}\tc h a r s\t4800\tFEMALE\n")
     return "".join(lines).encode("utf-8"), tar_buffer.getvalue()
 
 
-def _serve(served, langs=FAKE) -> dict:
+def _serve(served, langs=FAKE, per_lang: int = PER_LANG) -> dict:
     """Write FLEURS-like files under ``served/data/<lang>/``; return their checksums for ``extra_sha256``."""
     extra = {}
     for index, lang in enumerate(langs):
-        tsv, tar = _tsv_and_tar(index, lang)
+        tsv, tar = _tsv_and_tar(index, lang, per_lang)
         (served / "data" / lang / "audio").mkdir(parents=True)
         (served / "data" / lang / "test.tsv").write_bytes(tsv)
         (served / "data" / lang / "audio" / "test.tar.gz").write_bytes(tar)
@@ -179,3 +179,17 @@ def test_from_folder_wav_without_transcript(tmp_path):
     (tmp_path / "speech" / "nl_nl" / "u1.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"nl_nl/u1\.wav has no transcript u1\.txt"):
         fleurs.from_folder(tmp_path / "speech")
+
+
+def test_the_text_speech_experiment_runs_on_fleurs(mirror, monkeypatch):
+    """``run text-speech --data full`` end to end: the 14 pinned languages (served fakes), 4-way tasks."""
+    from magma_teach.experiments import run
+
+    pins = _serve(mirror, fleurs.PINNED, per_lang=20)  # the quick preset reads 20 per language
+    monkeypatch.setattr(fleurs, "FLEURS_SHA256", pins)  # the fakes' checksums stand in for the published ones
+    result = run("text-speech", preset="tiny", data="full", device="cpu", progress=False)
+    assert result.data == "full" and set(result.rows["shots"]) == {1, 5}
+    assert len(result.rows) == 6 * 2 and result.rows["mean"].between(0, 100).all()
+    predictions = result.extras["predictions"]
+    assert set(predictions["truth"]) <= set(fleurs.PINNED) and predictions["text"].str.contains("says").all()
+
