@@ -19,6 +19,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="change one setting of the benchmark (VALUE is read as JSON if it parses, else as "
+                             "text), e.g. --set per_language=40 or --set folder=/data/Yummly28K; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m magma_teach", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -28,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--download", action="store_true",
                       help="fetch and verify a full-data benchmark (needs internet; large)")
     data.add_argument("--info", action="store_true", help="print classes, splits, sample rate, shapes, cache path")
-    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-                      help="change one setting of the benchmark (VALUE is read as JSON if it parses, else as "
-                           "text), e.g. --set per_language=40 or --set folder=/data/Yummly28K; repeatable")
+    _add_settings(data)
     data.add_argument("--preset", default="quick", choices=["quick", "full"])
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
@@ -47,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", default="results", help="folder for <experiment>.json and .csv (default: results)")
     run.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
+    _add_settings(run)
 
     sub.add_parser("list", help="list the experiments, one line each")
     return parser
@@ -96,7 +101,7 @@ def _run(args) -> int:
     from magma_teach.report import format_result
 
     result = run(args.experiment, preset=args.preset, data=args.data, device=args.device, seed=args.seed,
-                 out=args.out, cache_dir=args.cache_dir)
+                 out=args.out, cache_dir=args.cache_dir, data_settings=parse_settings(args.settings))
     print(format_result(result))
     print(f"\nwrote {args.out}/{args.experiment}.json and .csv ({result.seconds:.0f} s on {result.device})")
     return 0

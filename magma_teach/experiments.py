@@ -183,6 +183,7 @@ class Context:
     data: str = "offline"
     cache_dir: str | None = None
     progress: bool | None = None
+    data_settings: dict = field(default_factory=dict)  # changes to the benchmark's config (``--set``)
 
     def benchmark(self, name: str, needs_pairs: bool = False) -> CrossModalDataset:
         """The dataset a runner asks for by its offline ``name``; with ``data="full"`` its real counterpart
@@ -197,7 +198,8 @@ class Context:
                 raise ValueError(f"this experiment runs on {name!r} only; it has no full-data version "
                                  f"(use --data offline)")
             name = FULL_DATA[name]
-        overrides = self.preset.data_overrides.get(name, {}) if self.data == "offline" else {}
+        overrides = {**(self.preset.data_overrides.get(name, {}) if self.data == "offline" else {}),
+                     **self.data_settings}
         data = load(name, preset="full" if self.preset.data == "full" else "quick", seed=self.seed,
                     cache_dir=self.cache_dir, progress=show_progress(self.progress), **overrides)
         return data.to(self.device)
@@ -492,8 +494,13 @@ EXPERIMENTS: dict[str, tuple[Callable, str]] = {
 
 
 def run(experiment: str, preset: str = "quick", data: str = "offline", device: str = "auto", seed: int = 0,
-        out: str | Path | None = None, cache_dir: str | None = None, progress: bool | None = None) -> ExperimentResult:
-    """Run one experiment; write ``<experiment>.json`` and ``.csv`` under ``out`` when given."""
+        out: str | Path | None = None, cache_dir: str | None = None, progress: bool | None = None,
+        data_settings: dict | None = None) -> ExperimentResult:
+    """Run one experiment; write ``<experiment>.json`` and ``.csv`` under ``out`` when given.
+
+    ``data_settings`` change the benchmark's config, e.g. ``{"archive_sha256": "sha256:…"}`` for the
+    recipes or ``{"per_language": 40}`` (keys as in the ``DEFAULTS`` of the benchmark's module).
+    """
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {experiment!r}")
     if preset not in PRESETS:
@@ -501,7 +508,7 @@ def run(experiment: str, preset: str = "quick", data: str = "offline", device: s
     if data not in ("offline", "full"):
         raise ValueError(f"data must be 'offline' or 'full', got {data!r}")
     seed_everything(seed)
-    ctx = Context(PRESETS[preset], pick_device(device), seed, data, cache_dir, progress)
+    ctx = Context(PRESETS[preset], pick_device(device), seed, data, cache_dir, progress, dict(data_settings or {}))
     start = time.perf_counter()
     rows, extras = EXPERIMENTS[experiment][0](ctx)
     result = ExperimentResult(experiment, preset, data, _device_name(ctx.device), time.perf_counter() - start,

@@ -242,12 +242,12 @@ def test_config_errors_name_the_field():
     assert download.OFFLINE_ALTERNATIVE["recipes"] == "numbers"
 
 
-def test_the_text_image_experiment_runs_on_the_recipes(served, monkeypatch):
+def test_the_text_image_experiment_runs_on_the_recipes(served):
     """``run text-image --data full`` end to end on the fixture archive (tiny preset: seconds)."""
     from magma_teach.experiments import run
 
-    monkeypatch.setattr(recipes, "YUMMLY_ARCHIVE_SHA256", served)  # as if a checksum were published
-    result = run("text-image", preset="tiny", data="full", device="cpu", progress=False)
+    result = run("text-image", preset="tiny", data="full", device="cpu", progress=False,
+                 data_settings={"archive_sha256": served})  # the CLI's --set archive_sha256=...
     assert result.data == "full" and set(result.rows["shots"]) == {1, 5}
     assert len(result.rows) == 6 * 2 and result.rows["mean"].between(0, 100).all()
     oracle = result.rows[result.rows["approach"] == "Oracle"].iloc[0]
