@@ -1,7 +1,8 @@
 """Benchmarks and episode samplers (see :mod:`magma_teach.data.base` for the containers).
 
 ``load("numbers")`` / ``load("languages")`` give the offline benchmarks (generated once, then cached);
-``concept_world(...)`` the synthetic one.
+``concept_world(...)`` the synthetic one; ``load("esc50")``, ``load("fleurs")`` and ``load("recipes")``
+the paper's own data, downloaded with checksums on first use (:mod:`.download`).
 """
 
 from magma_teach.data.base import (SPLITS, TEXT_VOCAB_SIZE, Batch, CrossModalDataset, Modality, char_ids)

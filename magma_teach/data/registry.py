@@ -15,6 +15,17 @@ numbers    handwritten 2-digit number image  90 numbers 10–99          :mod:`.
 languages  sentence text → the sentence      41 languages               :mod:`.languages`
            spoken in its language
 =========  ================================  =========================  =======================
+
+The full-data benchmarks (downloaded and verified on first use, see :mod:`.download`) load by name too:
+
+=========  ================================  =========================  =======================
+name       source → target                   concepts                   built by
+=========  ================================  =========================  =======================
+esc50      CIFAR-10/100 photo → ESC-50       110 image + 50 sound       :mod:`.image_audio`
+           sound (weak pairs only)           classes
+fleurs     sentence text → read aloud        14 pinned languages        :mod:`.fleurs`
+recipes    ingredients → food photo          cuisine × course classes   :mod:`.recipes`
+=========  ================================  =========================  =======================
 """
 
 from __future__ import annotations
