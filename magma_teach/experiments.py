@@ -482,6 +482,9 @@ def strong_weak(ctx: Context) -> tuple[pd.DataFrame, dict]:
     return pd.concat(rows, ignore_index=True), {}
 
 
+# Experiments that exist only on downloaded data (they refuse data="offline").
+FULL_DATA_ONLY = ("text-image",)
+
 EXPERIMENTS: dict[str, tuple[Callable, str]] = {
     "image-audio": (image_audio, "Table 2: image -> audio on numbers, every approach, 1/5/10-shot"),
     "text-speech": (text_speech, "Table 4 + Table 5: text -> speech language ID on languages"),

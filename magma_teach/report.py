@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from magma_teach.experiments import ExperimentResult, paper_layout
-from magma_teach.paper import NOTE, beside_paper
+from magma_teach.paper import beside_paper
 
 
 def retrieval_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -26,10 +26,11 @@ def format_result(result: ExperimentResult) -> str:
     """The result as printable text: the paper-style table (and our numbers beside the paper's)."""
     rows, name = result.rows, result.experiment
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
-        if name in ("image-audio", "text-speech", "strong-weak"):
+        if name in ("image-audio", "text-speech", "text-image", "strong-weak"):
             text = paper_layout(rows).to_string(index=False)
             if name != "strong-weak":
-                text += "\n\nBeside the paper:\n" + beside_paper(rows, name).to_string(index=False) + "\n" + NOTE
+                beside = beside_paper(rows, name, result.data)
+                text += "\n\nBeside the paper:\n" + beside.to_string(index=False) + "\n" + beside.attrs["note"]
             if "predictions" in result.extras:
                 text += "\n\nSample predictions after 5 shots:\n" + result.extras["predictions"].to_string(index=False)
             return text

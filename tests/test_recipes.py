@@ -252,3 +252,8 @@ def test_the_text_image_experiment_runs_on_the_recipes(served):
     assert len(result.rows) == 6 * 2 and result.rows["mean"].between(0, 100).all()
     oracle = result.rows[result.rows["approach"] == "Oracle"].iloc[0]
     assert oracle["target_labels"] == oracle["target_samples"] > 0
+    from magma_teach.paper import NOTE_FULL
+    from magma_teach.report import format_result
+
+    text = format_result(result)  # our table beside the poster's, with the full-data note
+    assert "Beside the paper" in text and "51.1 ± 2.1" not in text.split("Beside")[0] and NOTE_FULL in text
