@@ -1,4 +1,4 @@
-"""Small helpers every module needs: seeding, device choice, and argument checks.
+"""Small helpers every module needs: seeding, device choice, argument checks and progress bars.
 
 The checks raise ``ValueError`` messages that name the field and its allowed range, so a reader who
 passes ``k_shot=50`` to a task with 20 samples per class learns what to change, not where it crashed.
@@ -59,3 +59,15 @@ def check_range(name: str, value, low, high) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``low <= value <= high``."""
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+def progress(iterable, desc: str, total: int | None = None, show: bool = True):
+    """A tqdm progress bar over ``iterable`` on stderr, shown only when ``show`` is true and a person is
+    watching: silent under CI (``$CI`` set) or when stderr is not a terminal."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    quiet = not show or bool(os.environ.get("CI")) or not sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, total=total, disable=quiet, leave=False)
+

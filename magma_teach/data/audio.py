@@ -64,13 +64,18 @@ def _as_tensor(waveform) -> torch.Tensor:
     return wave
 
 
-def log_mel(waveform, sample_rate: int, n_mels: int = 40) -> torch.Tensor:
+def log_mel(waveform, sample_rate: int, n_mels: int = 40, max_frames: int | None = None) -> torch.Tensor:
     """Log-mel spectrogram of a mono waveform (samples,) → float32 tensor (n_mels, frames).
 
-    ``frames`` is ``1 + samples_at_16kHz // 160``: 100 frames per second of audio.
+    ``frames`` is ``1 + samples_at_16kHz // 160``: 100 frames per second of audio. With ``max_frames``
+    only the start of a long recording is transformed, plus 0.1 s: resampling and windows reach past a
+    frame's own 10 ms, and the margin keeps the first ``max_frames`` frames equal to those of the whole
+    recording. :func:`pad_features` then crops to ``max_frames``.
     """
     if not (isinstance(n_mels, int) and n_mels > 0):
         raise ValueError(f"n_mels must be a positive integer, got {n_mels!r}")
+    if max_frames is not None:
+        waveform = waveform[: int(sample_rate * (max_frames * HOP_MS / 1000 + 0.1))]
     wave = _as_tensor(waveform)
     with torch.no_grad():
         if sample_rate != FEATURE_RATE:

@@ -176,10 +176,16 @@ def _check_members(archive: Path, dataset: str) -> None:
         with tarfile.open(archive) as handle:
             members = [(m.name, None if (m.isfile() or m.isdir()) else "a link or device file")
                        for m in handle.getmembers()]
+    refuse_unsafe_members(members, archive.name, dataset)
+
+
+def refuse_unsafe_members(members: list[tuple[str, str | None]], archive_name: str, dataset: str) -> None:
+    """Raise :class:`UnsafeArchiveError` for the first ``(name, problem)`` member that is unsafe: a name
+    :func:`unsafe_reason` rejects, or a ``problem`` the archive format found (e.g. a link)."""
     for name, problem in members:
         reason = unsafe_reason(name) or problem
         if reason:
-            raise UnsafeArchiveError(f"{dataset}: refused to extract {archive.name}: member {name!r} has "
+            raise UnsafeArchiveError(f"{dataset}: refused to extract {archive_name}: member {name!r} has "
                                      f"{reason}; removed the archive")
 
 

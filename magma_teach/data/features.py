@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.data.cache import cache_root, load_payload, save_payload
 from magma_teach.data.download import DownloadError
+from magma_teach.utils import progress as progress_bar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,7 +110,7 @@ def extract_features(modality: Modality, backbone: nn.Module, batch_size: int = 
             path.unlink()
     backbone = backbone.to(device).eval()
     chunks = []
-    for start in tqdm(range(0, len(modality), batch_size), desc="features", disable=not progress):
+    for start in progress_bar(range(0, len(modality), batch_size), "features", show=progress):
         out = backbone(modality.x[start:start + batch_size].to(device))
         if out.dim() != 2:
             raise ValueError(f"backbone must return (batch, features), got shape {tuple(out.shape)}")

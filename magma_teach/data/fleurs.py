@@ -51,12 +51,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magma_teach.data.audio import FEATURE_RATE, read_wav, standardize
+from magma_teach.data.audio import FEATURE_RATE, log_mel, one_thread, pad_features, read_wav, standardize
 from magma_teach.data.base import CrossModalDataset, Modality, char_ids
 from magma_teach.data.download import Remote, fetch_file, fetch_folder
 from magma_teach.data.registry import STREAM_SOURCE, make_eval_tasks, split_concepts
 from magma_teach.data.registry import make_config as _make_config
 from magma_teach.utils import check_positive
+from magma_teach.utils import progress as progress_bar
 
 __all__ = ["BASE_URL", "DEFAULTS", "FLEURS_SHA256", "LANGUAGES", "NAMES", "PINNED", "PRESETS", "REGION", "REVISION",
            "build", "download", "from_folder", "make_config", "utterances_to_dataset"]
@@ -328,16 +329,11 @@ def _utterances(lang: str, files: dict, cfg: dict) -> list[tuple[str, str, Path]
 
 def _features(paths: list[Path], n_mels: int, max_frames: int, show: bool):
     """Log-mel of each WAV, padded: ``x`` (N, n_mels, max_frames), ``lengths`` (N,), the sample rates."""
-    from magma_teach.data.audio import HOP_MS, log_mel, one_thread, pad_features
-    from magma_teach.data.speech import progress
-
     feats, rates = [], []
     with one_thread():  # many small spectrograms: threads only add overhead on a shared machine
-        for path in progress(paths, "fleurs: log-mel") if show else paths:
+        for path in progress_bar(paths, "fleurs: log-mel", len(paths), show):
             wave, rate = read_wav(path)
-            # Crop first (0.1 s margin keeps the kept frames identical to those of the whole wave).
-            wave = wave[: int(rate * (max_frames * HOP_MS / 1000 + 0.1))]
-            feats.append(log_mel(wave, rate, n_mels))
+            feats.append(log_mel(wave, rate, n_mels, max_frames))
             rates.append(rate)
     x, lengths = pad_features(feats, max_frames)
     return x, lengths, rates

@@ -44,19 +44,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magma_teach.data.audio import (
-    HOP_MS,
-    log_mel,
-    one_thread,
-    pad_features,
-    read_wav,
-    standardize,
-)
+from magma_teach.data.audio import log_mel, one_thread, pad_features, read_wav, standardize
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.data.download import ChecksumError, Remote, fetch_folder
 from magma_teach.data.registry import STREAM_SOURCE, STREAM_SPLITS, make_eval_tasks, rng
 from magma_teach.data.registry import make_config as _make_config
 from magma_teach.utils import check_positive
+from magma_teach.utils import progress as progress_bar
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -231,15 +225,6 @@ def cluster_ids(concepts: list[tuple[str, str]]) -> tuple[list[int], list[str]]:
     return ids, names
 
 
-def _bar(iterable, desc: str, total: int, show: bool):
-    """A progress bar over ``iterable`` when ``show`` (silent under CI or without a terminal)."""
-    if not show:
-        return iterable
-    from magma_teach.data.speech import progress
-
-    return progress(iterable, desc, total)
-
-
 # --- downloads ----------------------------------------------------------------------------------------
 
 def _torchvision_class(name: str):
@@ -351,16 +336,14 @@ def esc50_features(folder: Path, rows: list[dict], n_mels: int, max_frames: int,
     """
     feats = []
     with one_thread():  # thousands of small FFTs: threads only add overhead on a shared machine
-        for row in _bar(rows, "esc50: log-mel", len(rows), show):
+        for row in progress_bar(rows, "esc50: log-mel", len(rows), show):
             try:
                 wave_, rate = read_wav(folder / "audio" / row["filename"])
             except (OSError, ValueError) as err:
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 raise ChecksumError(f"esc50: clip audio/{row['filename']} is missing or unreadable "
                                     f"({type(err).__name__}); removed the download") from None
-            # Skip audio past max_frames (+0.1 s margin so the kept frames are unchanged).
-            keep = int(rate * (max_frames * HOP_MS / 1000 + 0.1))
-            feats.append(log_mel(wave_[:keep], rate, n_mels))
+            feats.append(log_mel(wave_, rate, n_mels, max_frames))
     return pad_features(feats, max_frames)
 
 

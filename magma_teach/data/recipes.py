@@ -78,6 +78,7 @@ from magma_teach.data.base import CrossModalDataset, Modality, char_ids
 from magma_teach.data.registry import STREAM_POOLS, make_eval_tasks, rng, split_concepts
 from magma_teach.data.registry import make_config as _make_config
 from magma_teach.utils import check_positive
+from magma_teach.utils import progress as progress_bar
 
 __all__ = ["DEFAULTS", "LABEL_MODES", "PRESETS", "build", "check_member_names", "download", "find_layout",
            "load_image", "make_config", "read_recipes", "recipe_label"]
@@ -206,7 +207,8 @@ def _extract(archive: Path, destination: Path) -> None:
 
 
 def _extract_rar(archive: Path, destination: Path) -> None:
-    """Extract a RAR with ``rarfile`` after :func:`check_member_names`; a missing tool keeps the archive."""
+    """Extract a RAR with ``rarfile`` after its members passed the download rules; a missing tool keeps
+    the archive."""
     manual = f"or extract {archive} yourself and pass folder=<the extracted folder>"
     try:
         import rarfile
@@ -216,12 +218,8 @@ def _extract_rar(archive: Path, destination: Path) -> None:
                                f"{manual}") from None
     try:
         with rarfile.RarFile(archive) as handle:  # reading the member list needs no external tool
-            members = handle.infolist()
-            check_member_names([m.filename for m in members], archive.name)
-            odd = [m.filename for m in members if not (m.is_file() or m.is_dir())]
-            if odd:
-                raise dl.UnsafeArchiveError(f"{DATASET}: refused to extract {archive.name}: member "
-                                            f"{odd[0]!r} is a link or device file; removed the archive")
+            dl.refuse_unsafe_members([(m.filename, None if (m.is_file() or m.is_dir()) else "a link or device file")
+                                      for m in handle.infolist()], archive.name, DATASET)
             rarfile.tool_setup()  # before writing anything: is there unrar, unar, 7z or bsdtar?
             handle.extractall(destination)
     except rarfile.RarCannotExec:
@@ -233,15 +231,9 @@ def _extract_rar(archive: Path, destination: Path) -> None:
 
 
 def check_member_names(names: list[str], archive_name: str) -> None:
-    """Raise :class:`~.download.UnsafeArchiveError` if a name is absolute or has a ``..`` part.
-
-    The same rule as :mod:`~magma_teach.data.download` applies to zip and tar members.
-    """
-    for name in names:
-        reason = dl.unsafe_reason(name)
-        if reason:
-            raise dl.UnsafeArchiveError(f"{DATASET}: refused to extract {archive_name}: member {name!r} "
-                                        f"has {reason}; removed the archive")
+    """Raise :class:`~.download.UnsafeArchiveError` if a name is absolute or has a ``..`` part (the rule
+    :mod:`~magma_teach.data.download` applies to zip and tar members)."""
+    dl.refuse_unsafe_members([(name, None) for name in names], archive_name, DATASET)
 
 
 def find_layout(root: Path) -> tuple[Path, Path]:
@@ -270,7 +262,7 @@ def read_recipes(meta_dir: Path, image_dir: Path, progress: bool = False) -> tup
     """
     files = sorted(meta_dir.glob("meta*.json"))
     recipes, skipped = [], 0
-    for path in _bar(files, "recipes: reading metadata", progress):
+    for path in progress_bar(files, "recipes: reading metadata", len(files), progress):
         rid = path.stem[len("meta"):]
         image = image_dir / f"img{rid}.jpg"
         try:
@@ -312,14 +304,6 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     return np.asarray(square, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
-def _bar(items, desc: str, enabled: bool):
-    if not enabled:
-        return items
-    from magma_teach.data.speech import progress  # tqdm, quiet under CI
-
-    return progress(items, desc, total=len(items))
-
-
 # --- building ---------------------------------------------------------------------------------------
 
 def _classes(recipes: list[dict], cfg: dict) -> dict[str, list[dict]]:
@@ -341,7 +325,7 @@ def _pick_and_decode(by_class: dict[str, list[dict]], cfg: dict, progress: bool)
     gen = rng(cfg["seed"], STREAM_POOLS)
     cap, size = cfg["per_class"] or float("inf"), cfg["image_size"]
     chosen, skipped = {}, 0
-    for name, rs in _bar(list(by_class.items()), "recipes: decoding photos", progress):
+    for name, rs in progress_bar(list(by_class.items()), "recipes: decoding photos", len(by_class), progress):
         kept = []
         for i in gen.permutation(len(rs)).tolist():
             if len(kept) >= cap:

@@ -41,6 +41,8 @@ import threading
 
 import numpy as np
 
+from magma_teach.utils import progress
+
 SAMPLE_RATE = 22_050  # eSpeak NG's fixed output rate; checked against espeak_Initialize's answer
 
 # Speaker variants used by the benchmarks: eSpeak's plain male and female voices.
@@ -217,33 +219,19 @@ def render(record: dict) -> tuple[np.ndarray, int]:
     return wave, rate
 
 
-def progress(iterable, desc: str, total: int | None = None):
-    """tqdm progress bar on stderr, silent under CI (``$CI`` set) or when stderr is not a terminal."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, total=total, disable=quiet, leave=False)
-
-
 def featurize(records: list[dict], n_mels: int, max_frames: int, desc: str = "speaking"):
     """Render every record and return padded log-mel features.
 
     Returns ``(x, lengths)``: ``x`` (N, n_mels, max_frames) float32 log-mel (not yet standardized),
     zero past ``lengths`` (N,) int64; utterances longer than ``max_frames`` are cropped.
     """
-    from magma_teach.data.audio import HOP_MS, log_mel, one_thread, pad_features
+    from magma_teach.data.audio import log_mel, one_thread, pad_features
 
     feats = []
     with one_thread():
         for record in progress(records, desc):
             wave, rate = render(record)
-            # Skip the spectrogram of audio that will be cropped anyway; the 0.1 s margin keeps the
-            # kept frames identical to those of the whole waveform (resampling and windows reach past
-            # a frame's own 10 ms).
-            keep = int(rate * (max_frames * HOP_MS / 1000 + 0.1))
-            feats.append(log_mel(wave[:keep], rate, n_mels))
+            feats.append(log_mel(wave, rate, n_mels, max_frames))  # skips audio that would be cropped
         return pad_features(feats, max_frames)
 
 
