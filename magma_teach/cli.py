@@ -84,7 +84,7 @@ def _data(args) -> int:
                          f"--download to fetch and verify it, or use the offline 'numbers' or 'languages'\n")
         return 2
     if args.name == "cifar":  # CIFAR-10/100 alone: the image half of esc50
-        from magma_teach.data.image_audio import download_cifar
+        from magma_teach.data.esc50 import download_cifar
 
         for name, path in download_cifar(cache_dir=args.cache_dir).items():
             print(f"{name}: {path}")

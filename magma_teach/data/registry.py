@@ -21,7 +21,7 @@ The full-data benchmarks (downloaded and verified on first use, see :mod:`.downl
 =========  ================================  =========================  =======================
 name       source → target                   concepts                   built by
 =========  ================================  =========================  =======================
-esc50      CIFAR-10/100 photo → ESC-50       110 image + 50 sound       :mod:`.image_audio`
+esc50      CIFAR-10/100 photo → ESC-50       110 image + 50 sound       :mod:`.esc50`   
            sound (weak pairs only)           classes
 fleurs     sentence text → read aloud        14 pinned languages        :mod:`.fleurs`
 recipes    ingredients → food photo          cuisine × course classes   :mod:`.recipes`
@@ -43,7 +43,7 @@ from magma_teach.utils import check_positive
 
 BENCHMARKS = ("numbers", "languages")
 # The full-data tier (downloads, for online users): name → module under magma_teach.data.
-FULL_BENCHMARKS = {"esc50": "image_audio", "fleurs": "fleurs", "recipes": "recipes"}
+FULL_BENCHMARKS = {"esc50": "esc50", "fleurs": "fleurs", "recipes": "recipes"}
 PRESETS = ("quick", "full")
 
 # Fractions of the concepts in each split (numbers: 60 / 10 / 20 of its 90 concepts).

@@ -13,18 +13,18 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from magma_teach.data import image_audio, registry
+from magma_teach.data import esc50, registry
 from magma_teach.data.audio import read_wav
 from magma_teach.data.download import ChecksumError, DownloadError
 from magma_teach.data.episodes import sample_alignment_task, sample_classification_task
-from magma_teach.data.image_audio import (
+from magma_teach.data.esc50 import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
     CLUSTERS,
     ESC50_CLASSES,
 )
 
-COMMIT = image_audio.ESC50_COMMIT
+COMMIT = esc50.ESC50_COMMIT
 CLIPS_PER_CLASS = 8  # enough for 5-shot tasks with queries (the experiment test)
 SMALL = {"images_per_class": 3, "max_frames": 30, "n_eval_tasks": 3}
 COARSE = ["aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
@@ -141,10 +141,10 @@ def _pin_cifar(monkeypatch, archives, cifar10_tgz: bytes | None = None):
 
 def _serve(mirror, archives, monkeypatch, esc50: bytes | None = None, cifar10: bytes | None = None):
     """Put the archives at their Remote paths in the mirror and pin the checksums to the good ones."""
-    (mirror / image_audio.CIFAR_ARCHIVES["cifar10"]).write_bytes(cifar10 or archives["cifar10"])
-    (mirror / image_audio.CIFAR_ARCHIVES["cifar100"]).write_bytes(archives["cifar100"])
+    (mirror / esc50.CIFAR_ARCHIVES["cifar10"]).write_bytes(cifar10 or archives["cifar10"])
+    (mirror / esc50.CIFAR_ARCHIVES["cifar100"]).write_bytes(archives["cifar100"])
     (mirror / f"{COMMIT}.zip").write_bytes(esc50 or archives["esc50"])
-    monkeypatch.setattr(image_audio, "ESC50_CSV_HASH", "sha256:" + hashlib.sha256(esc50_csv()).hexdigest())
+    monkeypatch.setattr(esc50, "ESC50_CSV_HASH", "sha256:" + hashlib.sha256(esc50_csv()).hexdigest())
     _pin_cifar(monkeypatch, archives, cifar10)
 
 
@@ -199,14 +199,14 @@ def test_good_archives_load_end_to_end(mirror, archives, monkeypatch, tmp_path):
 
 def test_clustered_source_uses_only_the_34_clustered_cifar_classes(mirror, archives, monkeypatch):
     _serve(mirror, archives, monkeypatch)
-    data = image_audio.build(image_audio.make_config(source_classes="clustered", **SMALL), progress=False)
+    data = esc50.build(esc50.make_config(source_classes="clustered", **SMALL), progress=False)
     assert data.num_classes == 34 + 50 and data.class_names[:2] == ["cifar:airplane", "cifar:automobile"]
     assert (data.clusters[:34] < 17).all()  # every source class has a partner cluster
 
 
 def test_download_fetches_and_checks_all_three(mirror, archives, monkeypatch):
     _serve(mirror, archives, monkeypatch)
-    folders = image_audio.download(progress=False)
+    folders = esc50.download(progress=False)
     assert sorted(folders) == ["cifar10", "cifar100", "esc50"]
     assert (folders["esc50"] / "meta" / "esc50.csv").is_file()
     assert (folders["cifar10"] / "cifar-10-batches-py" / "data_batch_5").is_file()
@@ -247,9 +247,9 @@ def test_tampered_cifar_batch_fails_torchvisions_check(mirror, archives, monkeyp
 
 def test_tampered_cifar_archive_is_refused(mirror, archives, monkeypatch, tmp_path):
     _serve(mirror, archives, monkeypatch)
-    (mirror / image_audio.CIFAR_ARCHIVES["cifar100"]).write_bytes(archives["cifar10"])  # wrong bytes
+    (mirror / esc50.CIFAR_ARCHIVES["cifar100"]).write_bytes(archives["cifar10"])  # wrong bytes
     with pytest.raises(ChecksumError, match=r"^cifar100: checksum mismatch"):
-        image_audio.download_cifar(progress=False)
+        esc50.download_cifar(progress=False)
     assert _files_under(tmp_path / "cache" / "downloads" / "cifar100") == []
 
 
@@ -284,17 +284,17 @@ def test_clusters_name_real_classes_once_each():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_audio_split_invariants(seed):
-    split = image_audio.audio_split(seed)
+    split = esc50.audio_split(seed)
     train, val, test = (set(split[s]) for s in ("meta_train", "val", "meta_test"))
     assert (len(train), len(val), len(test)) == (23, 7, 20)
     assert not (train & val or train & test or val & test) and train | val | test == set(ESC50_CLASSES)
-    assert train <= set(image_audio.clustered_audio_classes())
+    assert train <= set(esc50.clustered_audio_classes())
     assert all(train & set(esc) for _, esc in CLUSTERS.values())  # every cluster keeps an audio class
-    assert split == image_audio.audio_split(seed)
+    assert split == esc50.audio_split(seed)
 
 
 def test_splits_differ_between_seeds():
-    assert image_audio.audio_split(0) != image_audio.audio_split(1)
+    assert esc50.audio_split(0) != esc50.audio_split(1)
 
 
 @pytest.mark.parametrize("override, field", [
@@ -305,7 +305,7 @@ def test_splits_differ_between_seeds():
 ])
 def test_bad_settings_are_clear_errors(override, field):
     with pytest.raises(ValueError, match=field):
-        image_audio.make_config(**override)
+        esc50.make_config(**override)
 
 
 def test_read_wav_handles_widths_and_channels(tmp_path):

@@ -1,0 +1,85 @@
+"""Presets: every size of a run, and the per-benchmark settings that turn a preset into a MagmaConfig.
+
+``tiny`` is for tests, ``quick`` for the book and CI (CPU, minutes), ``full`` for the paper's protocol
+on a GPU. One :class:`Preset` decides every size, so all three share one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from magma_teach.data.base import CrossModalDataset
+from magma_teach.magma import MagmaConfig
+from magma_teach.reptile import InnerLoop
+
+
+@dataclass(frozen=True)
+class Preset:
+    """All sizes of a run. ``tiny`` is for tests, ``quick`` for the book and CI, ``full`` for a GPU."""
+
+    name: str
+    iterations: int  # meta-training iterations (each: one alignment and one classifier update)
+    validate_every: int
+    meta_batch: int  # tasks per Reptile update
+    inner_steps: int
+    finetune_steps: int  # meta-test fine-tuning steps on the k shots
+    repeats: int  # evaluation repeats (mean ± std over them)
+    shots: tuple = (1, 5, 10)
+    source_pretrain_steps: int = 300
+    patience: int | None = None  # stop when validation stops improving (full preset)
+    data: str = "quick"  # data-generation preset of the offline benchmarks
+    data_overrides: dict = field(default_factory=dict)
+    noise_rates: tuple = (0.0, 0.2, 0.4)
+    retrieval_k: tuple = (5, 10)
+    tradeoff_pairs: tuple = (30, 120, 480)
+    tradeoff_noise: tuple = (0.0, 0.3, 0.6)
+    tradeoff_labels: tuple = (30, 120)
+
+
+PRESETS = {
+    "tiny": Preset("tiny", iterations=4, validate_every=2, meta_batch=2, inner_steps=2, finetune_steps=3,
+                   repeats=1, shots=(1, 5), source_pretrain_steps=5, noise_rates=(0.0, 0.5),
+                   retrieval_k=(2,), tradeoff_pairs=(20, 60), tradeoff_noise=(0.0, 0.5), tradeoff_labels=(20,),
+                   data_overrides={"numbers": {"high": 39, "per_concept": 12},
+                                   "languages": {"languages": ["ar", "bg", "de", "el", "en", "es", "fi", "fr",
+                                                               "hi", "it", "ja", "ko", "pl", "ru", "tr"],
+                                                 "per_language": 12}}),
+    "quick": Preset("quick", iterations=100, validate_every=25, meta_batch=8, inner_steps=5, finetune_steps=20,
+                    repeats=3),
+    "full": Preset("full", iterations=3000, validate_every=100, meta_batch=16, inner_steps=5, finetune_steps=30,
+                   repeats=10, source_pretrain_steps=2000, patience=5, data="full",
+                   noise_rates=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), tradeoff_pairs=(30, 60, 120, 240, 480, 960),
+                   tradeoff_noise=(0.0, 0.2, 0.4, 0.6, 0.8), tradeoff_labels=(30, 120, 480)),
+}
+
+# How each benchmark forms alignment tasks. In numbers an image and an utterance of 42 share only
+# the concept, so two pairs of one concept in a task would be each other's false negatives: one pair
+# per concept, many concepts. In languages a sentence pairs with its own speech, and one pair per
+# language makes the language the cue that tells a pair from the negatives.
+# The full-data benchmarks: CIFAR→ESC-50 has only weak (cluster) pairs, 5 clusters × 4 clips a task;
+# FLEURS and the recipes pair each text with its own recording or photo, like languages.
+ALIGNMENT = {"numbers": dict(align_way=20, pairs_per_concept=1),
+             "languages": dict(align_way=16, pairs_per_concept=1),
+             "conceptworld": dict(align_way=5, pairs_per_concept=4),
+             "esc50": dict(align_way=5, pairs_per_concept=4, weak=True),
+             "fleurs": dict(align_way=16, pairs_per_concept=1),
+             "recipes": dict(align_way=16, pairs_per_concept=1)}
+
+# With ``--data full`` a runner written for an offline benchmark runs on its real counterpart.
+FULL_DATA = {"numbers": "esc50", "languages": "fleurs"}
+
+
+def magma_config(preset: Preset, data: CrossModalDataset, **changes) -> MagmaConfig:
+    """The :class:`MagmaConfig` of a preset on a benchmark (validation-chosen learning rates).
+
+    Tasks are as wide as the benchmark's evaluation tasks; alignment tasks use at most as many concepts
+    as the meta-train split has.
+    """
+    alignment = dict(ALIGNMENT[data.name])
+    alignment["align_way"] = min(alignment["align_way"], len(data.splits["meta_train"]))
+    cfg = MagmaConfig(n_way=len(data.eval_tasks[0]),  # the benchmark's task size (5 but for fleurs)
+        iterations=preset.iterations, validate_every=preset.validate_every, meta_batch=preset.meta_batch,
+        align_inner=InnerLoop(preset.inner_steps, 3e-3), classify_inner=InnerLoop(preset.inner_steps, 3e-3),
+        finetune=InnerLoop(preset.finetune_steps, 1e-3, betas=(0.9, 0.999)),
+        source_pretrain_steps=preset.source_pretrain_steps, patience=preset.patience, **alignment)
+    return replace(cfg, **changes)
