@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from magma_teach import evaluate, losses
-from magma_teach.evaluate import accuracy, mean_std, retrieval_metrics, symmetric_noise
+from magma_teach.evaluate import accuracy, concept_recall_at_1, mean_std, retrieval_metrics, symmetric_noise
 
 # Each row's true match is the diagonal entry; true ranks are [1, 2, 1, 4].
 SIM = torch.tensor([
@@ -30,9 +30,67 @@ def test_retrieval_custom_ks_and_numpy_input():
     assert m == {"R@1": 50.0, "R@2": 75.0, "R@3": 75.0, "rank": 1.5}
 
 
-def test_retrieval_ties_count_only_strictly_more_similar():
-    assert retrieval_metrics(torch.ones(3, 3))["rank"] == 1.0
-    assert retrieval_metrics(torch.ones(3, 3))["R@1"] == 100.0
+@pytest.mark.parametrize("n", [1, 2, 7, 10])
+def test_retrieval_constant_matrix_is_chance_not_perfect(n):
+    m = retrieval_metrics(np.zeros((n, n)), ks=(1, 5, 10))
+    assert m["rank"] == pytest.approx((n + 1) / 2)
+    for k in (1, 5, 10):
+        assert m[f"R@{k}"] == pytest.approx(100.0 * min(k, n) / n)
+
+
+def test_retrieval_partial_ties_by_hand():
+    sim = np.array([
+        [0.5, 0.5, 0.9, 0.1],  # b=1 better, t=2 tied: rank 2.5; hits R@1 0, R@2 1/2, R@3 1
+        [0.3, 0.3, 0.3, 0.3],  # b=0, t=4: rank 2.5; R@1 1/4, R@2 1/2, R@3 3/4
+        [0.2, 0.7, 0.7, 0.7],  # b=0, t=3: rank 2;   R@1 1/3, R@2 2/3, R@3 1
+    ])
+    m = retrieval_metrics(sim, ks=(1, 2, 3, 4))
+    assert m["R@1"] == pytest.approx(100 * (0 + 1 / 4 + 1 / 3) / 3)
+    assert m["R@2"] == pytest.approx(100 * (1 / 2 + 1 / 2 + 2 / 3) / 3)
+    assert m["R@3"] == pytest.approx(100 * (1 + 3 / 4 + 1) / 3)
+    assert m["R@4"] == pytest.approx(100.0)
+    assert m["rank"] == pytest.approx(2.5)  # median of [2.5, 2.5, 2]
+
+
+def test_retrieval_infinite_scores_tie_like_any_other():
+    m = retrieval_metrics(np.array([[np.inf, np.inf], [-np.inf, -np.inf]]), ks=(1,))
+    assert m == {"R@1": 50.0, "rank": 1.5}
+
+
+def test_retrieval_rank_is_scipy_average_rank():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    sim = rng.integers(0, 4, size=(20, 30)).astype(float)  # many ties
+    ranks = stats.rankdata(-sim, method="average", axis=1)[np.arange(20), np.arange(20)]
+    assert retrieval_metrics(sim)["rank"] == pytest.approx(np.median(ranks))
+
+
+def test_retrieval_expected_hit_is_the_mean_over_random_tie_breaks():
+    # R@k equals the average, over every tie-breaking order, of the plain "rank <= k" hit rate.
+    rng = np.random.default_rng(1)
+    sim = rng.integers(0, 3, size=(6, 6)).astype(float)
+    hits = np.zeros(3)
+    for _ in range(4000):
+        order = np.argsort(-(sim + 1e-6 * rng.random(sim.shape)), axis=1)  # random tie-break, no reordering
+        rank = np.argmax(order == np.arange(6)[:, None], axis=1) + 1
+        hits += [np.mean(rank <= k) for k in (1, 2, 3)]
+    m = retrieval_metrics(sim, ks=(1, 2, 3))
+    for i, k in enumerate((1, 2, 3)):
+        assert m[f"R@{k}"] == pytest.approx(100 * hits[i] / 4000, abs=1.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_retrieval_invariant_to_gallery_order(seed):
+    rng = np.random.default_rng(seed)
+    sim = rng.integers(0, 3, size=(8, 12)).astype(float)  # ties everywhere
+    base = retrieval_metrics(sim, ks=(1, 3, 5))
+    # Reorder the pairs (rows and their matching columns together) and the distractors among themselves.
+    pairs, distractors = rng.permutation(8), 8 + rng.permutation(4)
+    shuffled = sim[pairs][:, np.concatenate([pairs, distractors])]
+    assert retrieval_metrics(shuffled, ks=(1, 3, 5)) == pytest.approx(base)
+    concepts = rng.integers(0, 3, size=12)
+    assert concept_recall_at_1(shuffled, concepts[pairs], concepts[np.concatenate([pairs, distractors])]) == \
+        pytest.approx(concept_recall_at_1(sim, concepts[:8], concepts))
 
 
 def test_retrieval_extra_gallery_items_are_distractors():
@@ -46,6 +104,54 @@ def test_retrieval_bad_inputs_raise():
         retrieval_metrics(torch.zeros(4))
     with pytest.raises(ValueError, match="queries"):
         retrieval_metrics(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="at least one query"):
+        retrieval_metrics(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="ks"):
+        retrieval_metrics(np.zeros((2, 2)), ks=(0,))
+
+
+def test_retrieval_nan_raises():
+    sim = np.eye(3)
+    sim[1, 2] = np.nan
+    with pytest.raises(ValueError, match="similarity must not contain NaN, got 1"):
+        retrieval_metrics(sim)
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(torch.full((2, 2), float("nan")))
+
+
+def test_concept_recall_by_hand_with_ties():
+    sim = np.array([
+        [0.9, 0.9, 0.1],  # top {0, 1}; concept 0 → 1 of 2
+        [0.2, 0.8, 0.8],  # top {1, 2}; concept 1 → 2 of 2
+        [0.0, 0.0, 0.0],  # all tied; concept 0 → 1 of 3
+    ])
+    assert concept_recall_at_1(sim, [0, 1, 0], np.array([0, 1, 1])) == pytest.approx(100 * (1 / 2 + 1 + 1 / 3) / 3)
+
+
+def test_concept_recall_constant_is_share_of_same_concept_in_gallery():
+    gallery = torch.tensor([0, 0, 0, 1, 2])
+    queries = torch.tensor([0, 1, 2, 2])
+    expected = 100 * np.mean([3 / 5, 1 / 5, 1 / 5, 1 / 5])
+    assert concept_recall_at_1(torch.ones(4, 5), queries, gallery) == pytest.approx(expected)
+
+
+def test_concept_recall_without_ties_is_argmax():
+    g = torch.Generator().manual_seed(0)
+    sim = torch.randn(15, 20, generator=g)
+    queries, gallery = torch.randint(4, (15,), generator=g), torch.randint(4, (20,), generator=g)
+    expected = 100.0 * float((gallery[sim.argmax(1)] == queries).float().mean())
+    assert concept_recall_at_1(sim, queries, gallery) == pytest.approx(expected)
+
+
+def test_concept_recall_bad_inputs_raise():
+    with pytest.raises(ValueError, match="query_concepts must have shape \\(2,\\)"):
+        concept_recall_at_1(np.zeros((2, 3)), [0, 1, 2], [0, 1, 2])
+    with pytest.raises(ValueError, match="gallery_concepts must have shape \\(3,\\)"):
+        concept_recall_at_1(np.zeros((2, 3)), [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        concept_recall_at_1(np.full((2, 2), np.nan), [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="2-D"):
+        concept_recall_at_1(np.zeros(2), [0, 1], [0, 1])
 
 
 def test_cosine_alignment_loss_is_re_exported():
@@ -127,6 +233,42 @@ def test_accuracy_from_logits_and_predictions():
     assert accuracy(np.array([1, 1]), np.array([1, 1])) == 100.0
     with pytest.raises(ValueError):
         accuracy(torch.tensor([0, 1]), torch.tensor([0, 1, 1]))
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_accuracy_constant_logits_is_chance_not_argmax(n_classes):
+    labels = torch.zeros(6, dtype=torch.long)  # argmax of constant logits would be 0: 100 %
+    assert accuracy(torch.zeros(6, n_classes), labels) == pytest.approx(100.0 / n_classes)
+
+
+def test_accuracy_partial_ties_by_hand():
+    logits = np.array([[1.0, 1.0, 0.0],   # top {0, 1}, label 0 → 1/2
+                       [2.0, 0.0, 2.0],   # top {0, 2}, label 1 → 0
+                       [0.0, 3.0, 1.0]])  # top {1},    label 1 → 1
+    assert accuracy(logits, np.array([0, 1, 1])) == pytest.approx(50.0)
+
+
+def test_accuracy_on_stacked_tasks_and_class_order():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, (4, 7, 5), generator=g).float()  # (tasks, queries, classes), ties
+    labels = torch.randint(0, 5, (4, 7), generator=g)
+    base = accuracy(logits, labels)
+    assert base == pytest.approx(np.mean([accuracy(logits[t], labels[t]) for t in range(4)]))
+    perm = torch.randperm(5, generator=g)  # renaming the classes changes nothing
+    assert accuracy(logits[..., perm], torch.argsort(perm)[labels]) == pytest.approx(base)
+
+
+def test_accuracy_bad_inputs_raise():
+    with pytest.raises(ValueError, match="NaN"):
+        accuracy(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="labels must be integer class ids in \\[0, 2\\)"):
+        accuracy(torch.zeros(2, 2), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="labels must be integer"):
+        accuracy(torch.zeros(2, 2), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="leading shape"):
+        accuracy(torch.zeros(3, 2, 4), torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
 
 
 def test_mean_std_uses_sample_std():
