@@ -3,10 +3,12 @@
 Every encoder is called as ``encoder(x, lengths) -> z`` with ``z`` of shape (B, dim) — the batch
 contract of :mod:`magma_teach.data.base`. Three rules make them fit the rest of the package:
 
-* **No batch-norm running statistics.** Task-batched Reptile evaluates T copies of an encoder with
-  ``torch.func.vmap``; in-place updates of running means cannot be batched. The small encoders use
-  no normalisation layers with state; the optional ResNet-18 backbone has its batch-norm layers
-  switched to batch statistics (``torch.func.replace_all_batch_norm_modules_``).
+* **An example's embedding depends on that example only.** Nothing is computed across the batch,
+  in training or evaluation: a query's prediction at meta-test must not change with the other
+  queries of its task or with the other tasks stacked beside it under ``vmap``. Normalisation is
+  per example (the audio encoder standardises each utterance) or fixed: the optional ResNet-18's
+  batch-norm layers are torchvision's ``FrozenBatchNorm2d``, constant statistics and affine terms
+  that nothing updates in place, so they are also safe under ``torch.func.vmap`` and ``grad``.
 * **Padding is masked.** Speech and text are padded to a common length. Pooling over time uses a mask
   built from ``lengths``, so padded frames never reach the embedding (the authors' code max-pooled
   over padding; see PAPER_NOTES.md).
@@ -45,8 +47,19 @@ class ImageEncoder(nn.Module):
 
     ``backbone="cnn"``: three 3×3 convolutions (the last two with stride 2), global average pooling and
     a linear projection — enough for the 8×16 handwritten numbers. ``backbone="resnet18"``: torchvision's
-    ResNet-18 (pass ``weights=`` for pretrained weights where you have them), its classification layer
-    replaced by the projection.
+    ResNet-18 (pass ``weights=``, a torchvision weights enum, for pretrained weights where you have
+    them), its classification layer replaced by the projection.
+
+    The ResNet's batch-norm layers are ``torchvision.ops.FrozenBatchNorm2d``: each channel is scaled
+    and shifted with the stored mean, variance and affine terms, in training and evaluation alike.
+    Batch statistics (``torch.func.replace_all_batch_norm_modules_``, which this encoder used before)
+    made an image's embedding, and a query's predicted label, depend on the other images of its batch;
+    ordinary ``BatchNorm2d`` updates running statistics in place, which ``vmap`` over tasks cannot do,
+    and switches behaviour between train and eval. Frozen statistics avoid all three. With
+    ``weights=`` they are the ImageNet statistics the weights were trained with; without, they are
+    mean 0, variance 1, scale 1, shift 0 (≈ the identity), and the network trains as a plain
+    residual network. The frozen affine terms are buffers, not parameters: the convolutions before
+    them remain trainable and can absorb any per-channel scale.
     """
 
     def __init__(self, in_channels: int = 1, dim: int = 64, width: int = 16, backbone: str = "cnn",
@@ -61,12 +74,13 @@ class ImageEncoder(nn.Module):
             out = 2 * width
         elif backbone == "resnet18":
             from torchvision.models import resnet18
+            from torchvision.ops import FrozenBatchNorm2d
 
-            net = resnet18(weights=weights)
+            # Frozen statistics: no dependence on the rest of the batch, nothing updated in place (vmap).
+            net = resnet18(weights=weights, norm_layer=FrozenBatchNorm2d)
             if in_channels != 3:
                 net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
             out, net.fc = net.fc.in_features, nn.Identity()
-            torch.func.replace_all_batch_norm_modules_(net)  # batch statistics only: vmap-safe
             self.features = net
         else:
             raise ValueError(f"backbone must be 'cnn' or 'resnet18', got {backbone!r}")
