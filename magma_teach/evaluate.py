@@ -46,19 +46,38 @@ def _similarity_matrix(similarity) -> np.ndarray:
     return sim
 
 
-def top_share(scores: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    """Per row, the expected hit of picking the top-scoring item when ties are broken at random.
+def top_share(scores: np.ndarray, hit: np.ndarray, k: int = 1) -> np.ndarray:
+    """Per row, the expected share of hits among the k top-scoring items when ties are broken at random.
+
+    Items scoring above the row's k-th highest score are all in the top k; the items tied *at* the
+    k-th score share the slots left, each with the same chance. This is the one tie rule of the
+    module (R@1, concept R@1 and accuracy are its k = 1 case), and the one to use for k-nearest-
+    neighbour shares too.
 
     Args:
         scores: (..., M) float scores without NaN, higher = better.
         hit: (..., M) bool, which items count as correct.
+        k: how many top items, 1 <= k <= M.
 
     Returns:
-        (...,) floats in [0, 1]: among the items tied at the row's maximum, the fraction that are hits.
-        A constant row gives the fraction of hits in the whole row; no tie gives 0 or 1.
+        (...,) floats in [0, 1]: expected number of hits among the top k, divided by k. With k = 1, the
+        fraction of hits among the items tied at the maximum; a constant row gives the fraction of hits
+        in the whole row.
+
+    Raises:
+        ValueError: ``k`` is not an integer in [1, M], or ``scores`` and ``hit`` differ in shape.
     """
-    top = scores == scores.max(axis=-1, keepdims=True)
-    return (top & hit).sum(-1) / top.sum(-1)
+    scores, hit = np.asarray(scores), np.asarray(hit, dtype=bool)
+    if scores.shape != hit.shape:
+        raise ValueError(f"scores and hit must have the same shape, got {scores.shape} and {hit.shape}")
+    check_positive("k", k, integer=True)
+    if k > scores.shape[-1]:
+        raise ValueError(f"k must be at most the number of items per row ({scores.shape[-1]}), got {k}")
+    kth = -np.partition(-scores, k - 1, axis=-1)[..., k - 1:k]  # the k-th highest score, kept as (..., 1)
+    above, tied = scores > kth, scores == kth
+    slots = k - above.sum(-1)  # 1..(number tied): what the tie at the k-th score fills
+    expected = (above & hit).sum(-1) + slots * (tied & hit).sum(-1) / tied.sum(-1)
+    return expected / k
 
 
 def retrieval_metrics(similarity, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

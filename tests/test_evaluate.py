@@ -278,3 +278,38 @@ def test_mean_std_uses_sample_std():
     assert mean_std(torch.tensor([7.0])) == (7.0, 0.0)
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_top_share_with_k_by_hand():
+    scores = np.array([[3.0, 2.0, 2.0, 2.0, 0.0],   # top 2: item 0, then one of the three 2.0s
+                       [1.0, 1.0, 1.0, 1.0, 1.0]])  # all tied: 2 of 5 slots
+    hit = np.array([[True, True, False, False, True],
+                    [True, True, False, False, True]])
+    np.testing.assert_allclose(evaluate.top_share(scores, hit, k=2), [(1 + 1 / 3) / 2, 3 / 5])
+    np.testing.assert_allclose(evaluate.top_share(scores, hit, k=1), [1.0, 3 / 5])
+    np.testing.assert_allclose(evaluate.top_share(scores, hit, k=5), [3 / 5, 3 / 5])
+
+
+def test_top_share_without_ties_is_the_share_in_the_sorted_top_k():
+    rng = np.random.default_rng(0)
+    scores, hit = rng.random((6, 9)), rng.random((6, 9)) < 0.4
+    top3 = np.argsort(-scores, axis=1)[:, :3]
+    np.testing.assert_allclose(evaluate.top_share(scores, hit, k=3), np.take_along_axis(hit, top3, 1).mean(1))
+
+
+def test_top_share_bad_inputs_raise():
+    with pytest.raises(ValueError, match="k must be at most"):
+        evaluate.top_share(np.zeros((2, 3)), np.zeros((2, 3), bool), k=4)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        evaluate.top_share(np.zeros((2, 3)), np.zeros((2, 3), bool), k=0)
+    with pytest.raises(ValueError, match="same shape"):
+        evaluate.top_share(np.zeros((2, 3)), np.zeros((2, 2), bool))
+
+
+def test_retrieval_recall_is_top_share_of_the_true_match():
+    # R@k is the chance the true match is in the top k: k × its expected share of the top k.
+    rng = np.random.default_rng(4)
+    sim = rng.integers(0, 3, size=(7, 7)).astype(float)
+    m = retrieval_metrics(sim, ks=(1, 2, 5))
+    for k in (1, 2, 5):
+        assert m[f"R@{k}"] == pytest.approx(100 * np.mean(k * evaluate.top_share(sim, np.eye(7, dtype=bool), k)))
