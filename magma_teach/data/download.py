@@ -6,14 +6,25 @@ its base URL and path, and the checksum it must have. :func:`fetch_folder` then 
 1. **download** with ``pooch`` (to a temporary file in the cache, hash-checked, renamed only when it
    matches; a mismatch deletes the temporary file), unless a verified copy is already there;
 2. **extract** an archive member by member into a temporary folder, refusing members with absolute
-   paths, ``..`` parts, links or device files — before writing anything;
+   paths, ``..`` parts, links or device files — before writing anything. The format comes from the
+   file name *and* its first bytes (:func:`archive_format`), which must agree: a ``.tar`` whose last
+   member is a zip is a tar (the zip check of ``zipfile.is_zipfile`` reads the end of a file and
+   would be fooled);
 3. **verify** the key extracted files against their checksums, for archives that are not byte-stable
    (GitHub builds ``archive/<commit>.zip`` on the fly, so only its contents can be pinned);
 4. **rename** the temporary folder to its final name: a folder in the cache is complete or absent.
 
 Any failure removes what it wrote and raises a one-line error that names the dataset:
-:class:`ChecksumError` (wrong bytes), :class:`UnsafeArchiveError` (a member would escape the cache) or
+:class:`ChecksumError` (wrong bytes), :class:`ArchiveFormatError` (name and bytes disagree, or no
+known archive format), :class:`UnsafeArchiveError` (a member would escape the cache) or
 :class:`DownloadError` (no network, HTTP error), which says which offline benchmark works instead.
+
+Two processes may fetch the same dataset at once: each dataset folder has a lock
+(:func:`~magma_teach.data.cache.cache_lock` of ``<cache>/downloads/<dataset>``, held by
+:func:`fetch`, :func:`staging_folder` and for the whole of :func:`fetch_folder`), so the second waits
+and then reuses the first one's result. The lock dies with its process, even on ``SIGKILL``; the
+next holder removes what a killed process left (pooch's ``tmpXXXXXXXX`` download files, ``.partial``
+staging folders).
 
 ``MAGMA_TEACH_MIRROR`` replaces the base URL of every download: with it set to ``http://host/data``,
 ``Remote("esc50", "https://github.com/karolpiczak/ESC-50/archive", "<commit>.zip", ...)`` is fetched
@@ -22,17 +33,23 @@ from ``http://host/data/<commit>.zip``. A mirror therefore holds each file at it
 
 from __future__ import annotations
 
+import bz2
+import glob
+import gzip
 import hashlib
+import lzma
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from magma_teach.data.cache import cache_root
+from magma_teach.data.cache import cache_lock, cache_root
 
 MIRROR_ENV = "MAGMA_TEACH_MIRROR"
 
@@ -51,6 +68,10 @@ class ChecksumError(DownloadError):
 
 class UnsafeArchiveError(DownloadError):
     """An archive member would be written outside the cache; nothing was extracted."""
+
+
+class ArchiveFormatError(DownloadError):
+    """An archive's name and first bytes name different formats, or no format this module knows."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +152,19 @@ def fetch(remote: Remote, folder: Path, progress: bool = True) -> Path:
     A verified copy already in ``folder`` is reused without touching the network.
     """
     import pooch
-    import requests
 
     pooch.get_logger().setLevel("WARNING")
     folder.mkdir(parents=True, exist_ok=True)
+    with cache_lock(folder):  # one download into a folder at a time, so a leftover temp file is stale
+        _remove_stale_downloads(folder)
+        return _retrieve(remote, folder, progress)
+
+
+def _retrieve(remote: Remote, folder: Path, progress: bool) -> Path:
+    """``pooch.retrieve`` with its failures turned into one-line errors that name the dataset."""
+    import pooch
+    import requests
+
     try:
         path = pooch.retrieve(remote.url, known_hash=remote.known_hash, fname=remote.name, path=folder,
                               progressbar=progress)
@@ -155,6 +185,99 @@ def fetch(remote: Remote, folder: Path, progress: bool = True) -> Path:
     return Path(path)
 
 
+# pooch downloads to tempfile.NamedTemporaryFile(dir=folder): "tmp" + 8 characters, no suffix.
+_POOCH_TEMP = re.compile(r"tmp[a-z0-9_]{8}")
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Delete pooch temporary files in ``folder``: called under its lock, so their writer is dead."""
+    for path in folder.iterdir():
+        if _POOCH_TEMP.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+# --- archive formats --------------------------------------------------------------------------------
+
+# Name endings (lower case) and the format each promises. Compressed tars are tars first.
+NAME_FORMATS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".tar.bz2": "tar.bz2",
+                ".tbz2": "tar.bz2", ".tbz": "tar.bz2", ".tar.xz": "tar.xz", ".txz": "tar.xz",
+                ".zip": "zip", ".rar": "rar"}
+# The first bytes of each format; "tar" has none of its own (see _is_tar_header).
+_MAGIC = [(b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),
+          (b"Rar!\x1a\x07\x00", "rar"), (b"Rar!\x1a\x07\x01\x00", "rar"),
+          (b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
+          (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x28\xb5\x2f\xfd", "zstd")]
+_DECOMPRESS = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+TAR_MODES = {"tar": "r:", "tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}
+# What reading a damaged zip or (compressed) tar raises; fetch_folder turns these into ChecksumError.
+UNREADABLE = (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, lzma.LZMAError, zlib.error)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` starts with a tar header whose checksum is right (any tar dialect), or is the
+    all-zero end-of-archive block of an empty tar."""
+    if len(block) >= 512 and not any(block[:512]):
+        return True
+    try:
+        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
+        return True
+    except (tarfile.HeaderError, ValueError):
+        return False
+
+
+def _bytes_format(path: Path) -> str:
+    """The format the first bytes of ``path`` show: a key of ``TAR_MODES``, ``"zip"``, ``"rar"``, or a
+    key of ``_NOT_READ`` (a compression with no tar inside, an unsupported format, ``"unknown"``)."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    kind = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    if kind is None:
+        return "tar" if _is_tar_header(head) else "unknown"
+    if kind in _DECOMPRESS:
+        try:
+            with _DECOMPRESS[kind](path, "rb") as inner:
+                return f"tar.{kind}" if _is_tar_header(inner.read(512)) else kind
+        except (OSError, EOFError, lzma.LZMAError):
+            return f"tar.{kind}"  # damaged before the first header: extraction reports it as unreadable
+    return kind
+
+
+_NOT_READ = {"unknown": "no known archive format (not an archive, or cut short)",
+             "gz": "gzip data without a tar inside", "bz2": "bzip2 data without a tar inside",
+             "xz": "xz data without a tar inside", "7z": "a 7-Zip archive (not supported)",
+             "zstd": "zstd data (not supported)"}
+
+
+def _promised_format(name: str) -> tuple[str, str] | None:
+    """``(ending, format)`` that the name ``name`` promises (``NAME_FORMATS``, any case), else ``None``."""
+    for ending in sorted(NAME_FORMATS, key=len, reverse=True):
+        if name.lower().endswith(ending):
+            return ending, NAME_FORMATS[ending]
+    return None
+
+
+def archive_format(archive: str | os.PathLike, dataset: str, name: str | None = None) -> str:
+    """The format of ``archive``: ``"zip"``, ``"tar"``, ``"tar.gz"``, ``"tar.bz2"``, ``"tar.xz"`` or ``"rar"``.
+
+    It is read from the first bytes (zip ``PK\\x03\\x04``, RAR ``Rar!``, gzip / bzip2 / xz with a tar
+    header inside, or a tar header with a valid checksum) and must agree with the name's ending
+    (``name``, default the file's name; see ``NAME_FORMATS``) when it has a known one. Raises a one-line
+    :class:`ArchiveFormatError` naming ``dataset`` when they disagree (a ``.tar.gz`` that holds a zip)
+    or when the bytes are no archive this module reads.
+    """
+    archive = Path(archive)
+    name = name or archive.name
+    promised = (_promised_format(name) or (None, None))[1]
+    found = _bytes_format(archive)
+    if found in _NOT_READ:
+        raise ArchiveFormatError(f"{dataset}: {name} is {_NOT_READ[found]}; expected "
+                                 f"{promised or 'zip, tar, tar.gz, tar.bz2, tar.xz or rar'}")
+    if promised is not None and found != promised:
+        raise ArchiveFormatError(f"{dataset}: {name} is named like a {promised} archive but its bytes are "
+                                 f"a {found} archive; refusing to guess which is right")
+    return found
+
+
 # --- safe extraction --------------------------------------------------------------------------------
 
 def unsafe_reason(name: str) -> str | None:
@@ -167,18 +290,6 @@ def unsafe_reason(name: str) -> str | None:
     return None
 
 
-def _check_members(archive: Path, dataset: str) -> None:
-    """Raise :class:`UnsafeArchiveError` if any member could land outside the extraction folder."""
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as handle:
-            members = [(info.filename, None) for info in handle.infolist()]
-    else:
-        with tarfile.open(archive) as handle:
-            members = [(m.name, None if (m.isfile() or m.isdir()) else "a link or device file")
-                       for m in handle.getmembers()]
-    refuse_unsafe_members(members, archive.name, dataset)
-
-
 def refuse_unsafe_members(members: list[tuple[str, str | None]], archive_name: str, dataset: str) -> None:
     """Raise :class:`UnsafeArchiveError` for the first ``(name, problem)`` member that is unsafe: a name
     :func:`unsafe_reason` rejects, or a ``problem`` the archive format found (e.g. a link)."""
@@ -189,31 +300,52 @@ def refuse_unsafe_members(members: list[tuple[str, str | None]], archive_name: s
                                      f"{reason}; removed the archive")
 
 
-def safe_extract(archive: Path, destination: Path, dataset: str) -> None:
-    """Extract a zip or tar archive into ``destination`` after :func:`_check_members` accepted it."""
-    _check_members(archive, dataset)
-    if zipfile.is_zipfile(archive):
+def safe_extract(archive: Path, destination: Path, dataset: str, name: str | None = None) -> None:
+    """Extract a zip or tar archive into ``destination`` once every member passed
+    :func:`refuse_unsafe_members`.
+
+    The format is :func:`archive_format` of the file (``name`` replaces the file's name there), and
+    the archive is opened as exactly that format, never guessed again. Raises
+    :class:`ArchiveFormatError` (name and bytes disagree, unknown format, or a RAR: extract those with
+    ``rarfile``, as :mod:`magma_teach.data.recipes` does), :class:`UnsafeArchiveError`, or the
+    ``tarfile`` / ``zipfile`` error of a damaged archive; nothing is written before the checks pass.
+    """
+    fmt = archive_format(archive, dataset, name)
+    if fmt == "rar":
+        raise ArchiveFormatError(f"{dataset}: {name or archive.name} is a RAR archive; safe_extract reads "
+                                 f"zip and tar only")
+    if fmt == "zip":
         with zipfile.ZipFile(archive) as handle:
+            refuse_unsafe_members([(info.filename, None) for info in handle.infolist()], archive.name, dataset)
             handle.extractall(destination)
-    else:
-        with tarfile.open(archive) as handle:
-            # The "data" filter (Python >= 3.10.12) is a second guard on top of _check_members.
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            handle.extractall(destination, **extra)
+        return
+    with tarfile.open(archive, mode=TAR_MODES[fmt]) as handle:
+        refuse_unsafe_members([(m.name, None if (m.isfile() or m.isdir()) else "a link or device file")
+                               for m in handle.getmembers()], archive.name, dataset)
+        # The "data" filter (Python >= 3.10.12) is a second guard on top of the member check.
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        handle.extractall(destination, **extra)
 
 
 @contextmanager
 def staging_folder(final: Path):
-    """A temporary folder beside ``final``; renamed to ``final`` on success, deleted on any error."""
+    """A temporary folder beside ``final``; renamed to ``final`` on success, deleted on any error.
+
+    Held under the lock of ``final``'s folder (:func:`~magma_teach.data.cache.cache_lock`), so any
+    ``.<final name>.*.partial`` folder found there is a killed process's leftover and is removed.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
-    try:
-        yield staging
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with cache_lock(final.parent):
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+        try:
+            yield staging
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def fetch_folder(remote: Remote, cache_dir: str | os.PathLike | None = None, progress: bool = True,
@@ -223,8 +355,16 @@ def fetch_folder(remote: Remote, cache_dir: str | os.PathLike | None = None, pro
     The folder is ``<cache>/downloads/<dataset>/<archive name without extension>``. A folder that
     exists and passes the key-file check is returned at once (no network). On any failure the
     archive and the partial folder are removed and a one-line :class:`DownloadError` is raised.
+    All of it happens under the dataset folder's lock: a second process fetching the same dataset
+    waits, then finds the folder complete.
     """
     root = downloads_dir(remote.dataset, cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with cache_lock(root):
+        return _fetch_folder_locked(remote, root, progress, keep_archive)
+
+
+def _fetch_folder_locked(remote: Remote, root: Path, progress: bool, keep_archive: bool) -> Path:
     final = root / _stem(remote.name)
     if final.is_dir():
         try:
@@ -237,7 +377,7 @@ def fetch_folder(remote: Remote, cache_dir: str | os.PathLike | None = None, pro
         with staging_folder(final) as staging:
             safe_extract(archive, staging, remote.dataset)
             verify_files(staging, remote.key_files, remote.dataset)
-    except (DownloadError, tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+    except (DownloadError, *UNREADABLE) as err:
         archive.unlink(missing_ok=True)
         if isinstance(err, DownloadError):
             raise
@@ -256,7 +396,6 @@ def fetch_file(remote: Remote, cache_dir: str | os.PathLike | None = None, progr
 
 
 def _stem(name: str) -> str:
-    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """``name`` without its archive ending (any of ``NAME_FORMATS``, any case)."""
+    promised = _promised_format(name)
+    return name[: -len(promised[0])] if promised else name
