@@ -197,7 +197,8 @@ BAD_ARCHIVES = [
     ("plain-tar-named.tgz", lambda p: _tar(p, {"x": b"1"}, mode="w"), "like a tar.gz archive but its bytes are a tar "),
     ("tgz-named.tar", lambda p: _tar(p, {"x": b"1"}), "like a tar archive but its bytes are a tar.gz archive"),
     ("tgz-named.zip", lambda p: _tar(p, {"x": b"1"}), "like a zip archive but its bytes are a tar.gz archive"),
-    ("bz2-named.tar.xz", lambda p: _tar(p, {"x": b"1"}, mode="w:bz2"), "like a tar.xz archive but its bytes are a tar.bz2"),
+    ("bz2-named.tar.xz", lambda p: _tar(p, {"x": b"1"}, mode="w:bz2"),
+     "like a tar.xz archive but its bytes are a tar.bz2"),
     ("tar-ending-in-zip.zip", lambda p: _tar_ending_in_zip(p)[0], "like a zip archive but its bytes are a tar archive"),
     ("rar-named.zip", lambda p: _write(p, RAR4_START), "like a zip archive but its bytes are a rar archive"),
     ("zip-named.rar", lambda p: _zip(p, {"x": b"1"}), "like a rar archive but its bytes are a zip archive"),
@@ -230,7 +231,8 @@ def test_a_tar_whose_last_member_is_a_zip_extracts_as_a_tar(tmp_path, mode, name
 
 
 def test_safe_extract_leaves_rar_to_rarfile(tmp_path):
-    with pytest.raises(download.ArchiveFormatError, match=r"^esc50: a\.rar is a RAR archive; safe_extract reads zip and tar only$"):
+    with pytest.raises(download.ArchiveFormatError,
+                       match=r"^esc50: a\.rar is a RAR archive; safe_extract reads zip and tar only$"):
         download.safe_extract(_write(tmp_path / "a.rar", RAR4_START), tmp_path / "out", "esc50")
 
 
@@ -269,3 +271,15 @@ def test_a_cut_short_archive_is_one_line_and_removed(mirror, tmp_path, mode, nam
                                         ("a.rar", "a"), ("v1.2.tar.gz", "v1.2"), ("plain", "plain")])
 def test_the_extracted_folder_is_named_without_the_archive_ending(name, stem):
     assert download._stem(name) == stem
+
+
+def test_a_complete_folder_is_read_without_the_lock(mirror, monkeypatch):
+    data = _zip(mirror / "good.zip", {"top/meta/data.csv": CSV}).read_bytes()
+    remote = Remote("esc50", "https://unused.example", "good.zip", known_hash=_sha(data))
+    folder = download.fetch_folder(remote, progress=False)
+
+    def no_lock(target):
+        raise AssertionError(f"locked {target} to read a complete folder")
+
+    monkeypatch.setattr(download, "cache_lock", no_lock)  # as in a read-only shared cache
+    assert download.fetch_folder(remote, progress=False) == folder

@@ -192,9 +192,9 @@ def to_plain(payload, where: str = "payload"):
     ``str``; tensor subclasses → plain tensors; dict, list and set subclasses (``OrderedDict``,
     ``defaultdict``, …) → ``dict`` / ``list`` / ``set``; ``frozenset`` → ``set``. Tensors are not
     copied. Raises a one-line ``ValueError`` naming the value's place (``payload['info']['when']``;
-    ``{key}`` and ``{element}`` mark a dict key and a set element) for anything else, for a tuple subclass (a namedtuple would come back without its field names:
-    store ``._asdict()``), for a container that contains itself, and for two dict keys that become
-    equal once converted.
+    ``{key}`` and ``{element}`` mark a dict key and a set element) for anything else, for a tuple
+    subclass (a namedtuple would come back without its field names: store ``._asdict()``), for a
+    container that contains itself, and for two dict keys that become equal once converted.
     """
     return _plain(payload, where, {}, set())
 

@@ -21,10 +21,11 @@ known archive format), :class:`UnsafeArchiveError` (a member would escape the ca
 
 Two processes may fetch the same dataset at once: each dataset folder has a lock
 (:func:`~magma_teach.data.cache.cache_lock` of ``<cache>/downloads/<dataset>``, held by
-:func:`fetch`, :func:`staging_folder` and for the whole of :func:`fetch_folder`), so the second waits
-and then reuses the first one's result. The lock dies with its process, even on ``SIGKILL``; the
-next holder removes what a killed process left (pooch's ``tmpXXXXXXXX`` download files, ``.partial``
-staging folders).
+:func:`fetch`, :func:`staging_folder` and for the whole of :func:`fetch_folder` once it has to
+write), so the second waits and then reuses the first one's result. Reading a complete, verified
+folder or file takes no lock (a read-only shared cache works). The lock dies with its process, even
+on ``SIGKILL``; the next holder removes what a killed process left (pooch's ``tmpXXXXXXXX`` download
+files, ``.partial`` staging folders).
 
 ``MAGMA_TEACH_MIRROR`` replaces the base URL of every download: with it set to ``http://host/data``,
 ``Remote("esc50", "https://github.com/karolpiczak/ESC-50/archive", "<commit>.zip", ...)`` is fetched
@@ -154,6 +155,9 @@ def fetch(remote: Remote, folder: Path, progress: bool = True) -> Path:
     import pooch
 
     pooch.get_logger().setLevel("WARNING")
+    existing = folder / remote.name
+    if remote.known_hash and existing.is_file() and hash_matches(existing, remote.known_hash):
+        return existing  # no lock needed to read a verified file: a read-only shared cache works too
     folder.mkdir(parents=True, exist_ok=True)
     with cache_lock(folder):  # one download into a folder at a time, so a leftover temp file is stale
         _remove_stale_downloads(folder)
@@ -307,8 +311,8 @@ def safe_extract(archive: Path, destination: Path, dataset: str, name: str | Non
     The format is :func:`archive_format` of the file (``name`` replaces the file's name there), and
     the archive is opened as exactly that format, never guessed again. Raises
     :class:`ArchiveFormatError` (name and bytes disagree, unknown format, or a RAR: extract those with
-    ``rarfile``, as :mod:`magma_teach.data.recipes` does), :class:`UnsafeArchiveError`, or the
-    ``tarfile`` / ``zipfile`` error of a damaged archive; nothing is written before the checks pass.
+    ``rarfile``, as :mod:`magma_teach.data.recipes` does), :class:`UnsafeArchiveError`, or one of
+    ``UNREADABLE`` for a damaged archive; nothing is written before the checks pass.
     """
     fmt = archive_format(archive, dataset, name)
     if fmt == "rar":
@@ -359,14 +363,22 @@ def fetch_folder(remote: Remote, cache_dir: str | os.PathLike | None = None, pro
     waits, then finds the folder complete.
     """
     root = downloads_dir(remote.dataset, cache_dir)
+    final = root / _stem(remote.name)
+    if final.is_dir():  # a complete folder is never removed while it verifies, so no lock is needed
+        try:
+            verify_files(final, remote.key_files, remote.dataset)
+            return final
+        except ChecksumError:
+            pass  # repaired below, under the lock
     root.mkdir(parents=True, exist_ok=True)
     with cache_lock(root):
-        return _fetch_folder_locked(remote, root, progress, keep_archive)
+        return _fetch_folder_locked(remote, final, progress, keep_archive)
 
 
-def _fetch_folder_locked(remote: Remote, root: Path, progress: bool, keep_archive: bool) -> Path:
-    final = root / _stem(remote.name)
-    if final.is_dir():
+def _fetch_folder_locked(remote: Remote, final: Path, progress: bool, keep_archive: bool) -> Path:
+    root = final.parent
+    _remove_stale_downloads(root)
+    if final.is_dir():  # again: another process may have finished it while this one waited
         try:
             verify_files(final, remote.key_files, remote.dataset)
             return final
