@@ -65,11 +65,14 @@ REASON_WIDTH = 120  # characters of an error message quoted in the corrupt-file 
 
 class _StderrLines(logging.Handler):
     """Writes each record as one line to the *current* ``sys.stderr`` (notebooks and pytest replace it
-    after import, so a stream captured at import time would be the wrong one)."""
+    after import, so a stream captured at import time would be the wrong one), through ``tqdm.write``
+    so that a progress bar on screen is moved below the line instead of being broken by it."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
