@@ -20,9 +20,9 @@ Safety, in the order things can go wrong:
   target (``os.replace`` is atomic). Temporary files of a process that was killed are removed by the
   next save of the same file;
 * **two processes building the same file** (two runs started at once) do not both build it: the
-  builder holds a lock file ``.locks/<name>.pt.lock`` beside the cache (:func:`cache_lock`, an OS
-  ``flock`` through ``filelock``), the other one says on stderr that it waits, then loads the finished
-  file. The operating system releases the lock when its holder dies, even by ``SIGKILL``, so a killed
+  builder holds the lock file ``<cache>/.locks/<name>.pt.lock`` (:func:`cache_lock`, an OS ``flock``
+  through ``filelock``), the other one says on stderr that it waits, then loads the finished file.
+  Loading a good file takes no lock (a read-only shared cache works). The operating system releases the lock when its holder dies, even by ``SIGKILL``, so a killed
   run never blocks the next one. The (empty) lock files stay: deleting a lock file while another
   process waits on it would let two processes hold "the" lock at once;
 * **a truncated or garbage file** gives one line on stderr, ``magma_teach: cache file <path> is corrupt
