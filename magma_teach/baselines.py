@@ -32,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from magma_teach.data.base import CrossModalDataset
-from magma_teach.data.episodes import sample_alignment_task, sample_classification_task, stack_tasks
+from magma_teach.data.episodes import sample_alignment_task, sample_classification_task
 from magma_teach.encoders import Classifier
-from magma_teach.magma import (CrossModalModel, MagmaConfig, alignment_loss, meta_classify_step, meta_train_labels,
-                               pretrain_source, target_loss, train_loop, train_magma)
-from magma_teach.reptile import meta_step
+from magma_teach.magma import (CrossModalModel, MagmaConfig, MetaClassifier, alignment_loss, alignment_view,
+                               meta_train_labels, pretrain_source, sample_meta_batch, target_loss, train_loop,
+                               train_magma)
+from magma_teach.reptile import Reptile
 
 GROUPS = {"Unsup. pre-training": "Uni", "Supervised learning": "Uni",
           "Unsup. meta-learning (reconstruct)": "Uni", "Align + Classify": "Cross",
@@ -61,20 +62,26 @@ class TrainedApproach:
 
 # ---------------------------------------------------------------- plain (non-meta) training steps
 class PlainAlignment:
-    """Ordinary contrastive training of e_s and e_t with Adam on batches of meta-train pairs."""
+    """Ordinary contrastive training of e_s and e_t with one persistent Adam on batches of meta-train pairs.
 
-    def __init__(self, model: CrossModalModel, cfg: MagmaConfig):
+    Each iteration takes as many steps as the meta-learner's inner loop, each on one batch of as many
+    concepts (or groups) as a whole meta-batch of alignment tasks holds, capped by what the meta-train
+    split offers.
+    """
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
         self.opt = torch.optim.Adam(model.parts("source", "target").values(), lr=cfg.align_inner.lr)
+        self.loss = alignment_loss(model, cfg.temperature, cfg.weak)
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
-        loss_fn = alignment_loss(model, cfg.temperature, cfg.weak)
-        n_way = min(len(concepts), cfg.n_way * cfg.meta_batch)
+        view = alignment_view(data, cfg)
+        groups = len(concepts) if not cfg.weak else int(torch.unique(view.clusters[torch.as_tensor(concepts)]).numel())
+        n_way = min(groups, (cfg.align_way or cfg.n_way) * cfg.meta_batch)
         for _ in range(cfg.align_inner.steps):
-            task = sample_alignment_task(data, concepts, n_way if not cfg.weak else cfg.n_way,
-                                         cfg.pairs_per_concept, generator, weak=cfg.weak,
+            task = sample_alignment_task(view, concepts, n_way, cfg.pairs_per_concept, generator, weak=cfg.weak,
                                          pairing_noise=cfg.pairing_noise)
             self.opt.zero_grad()
-            loss_fn(model.parts("source", "target"), task).backward()
+            self.loss(model.parts("source", "target"), task).backward()
             self.opt.step()
 
 
@@ -111,11 +118,21 @@ class PlainClassifier:
 
 
 # ---------------------------------------------------------------- meta-learning steps of the baselines
-def oracle_step(model, data, concepts, cfg, epsilon, generator):
-    """Reptile over labeled N-way *target* tasks of meta-train concepts, updating e_t and φ together."""
-    tasks = stack_tasks([sample_classification_task(data.target, concepts, cfg.n_way, cfg.source_shots, 1,
-                                                    generator) for _ in range(cfg.meta_batch)])
-    meta_step(target_loss(model), model.parts("target", "classifier"), tasks, cfg.align_inner, epsilon)
+class OracleMeta:
+    """Reptile over labeled N-way *target* tasks of meta-train concepts, updating e_t and φ together.
+
+    It uses the same update rule as MAGMA's meta-alignment (``cfg.align_inner``, ``cfg.outer``,
+    ``cfg.meta_batch``, ``cfg.fresh_batches``): only the tasks differ.
+    """
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
+        self.reptile = Reptile(model.parts("target", "classifier"), cfg.align_inner, cfg.outer)
+        self.loss = target_loss(model)
+
+    def __call__(self, model, data, concepts, cfg, epsilon, generator):
+        tasks = sample_meta_batch(lambda: sample_classification_task(
+            data.target, concepts, cfg.n_way, cfg.source_shots, 1, generator), cfg, cfg.align_inner)
+        self.reptile.step(self.loss, tasks, epsilon, per_step=cfg.fresh_batches)
 
 
 class ReconstructionMeta:
@@ -134,19 +151,23 @@ class ReconstructionMeta:
         dim = model.classifier.net[0].in_features
         model.add_module("decoder", nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
                                                   nn.Linear(hidden, self.targets.shape[1])).to(pool.device))
+        self.reptile = Reptile(model.parts("target", "decoder"), cfg.align_inner, cfg.outer)
+
+        def loss(params, task):
+            x, lengths, y = task
+            return F.mse_loss(model.call("decoder", params, model.call("target", params, x, lengths)), y)
+        self.loss = loss
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
         batch = cfg.n_way * cfg.source_shots
-        rows = torch.stack([torch.randperm(len(self.pool), generator=generator)[:batch]
-                            for _ in range(cfg.meta_batch)]).to(self.pool.device)
-        x, lengths = data.target.batch(self.pool[rows])
 
-        def loss(params, task):
-            x_, lengths_, y_ = task
-            return F.mse_loss(model.call("decoder", params, model.call("target", params, x_, lengths_)), y_)
+        def sample():
+            rows = torch.randperm(len(self.pool), generator=generator)[:batch].to(self.pool.device)
+            x, lengths = data.target.batch(self.pool[rows])
+            return x, lengths, self.targets[rows]
 
-        meta_step(loss, model.parts("target", "decoder"), (x, lengths, self.targets[rows]),
-                  cfg.align_inner, epsilon)
+        self.reptile.step(self.loss, sample_meta_batch(sample, cfg, cfg.align_inner), epsilon,
+                          per_step=cfg.fresh_batches)
 
 
 def reconstruction_target(kind: str, x: torch.Tensor, lengths: torch.Tensor, segments: int = 8,
@@ -193,16 +214,15 @@ def train_approach(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: i
     if name in ("Unsup. pre-training", "Supervised learning"):
         used = 0
     elif name == "Unsup. meta-learning (reconstruct)":
-        history = train_loop(model, data, cfg, [ReconstructionMeta(model, data, cfg)], seed, progress, name)
+        history = train_loop(model, data, cfg, [ReconstructionMeta], seed, progress, name)
         del model.decoder
     elif name == "Align + Classify":
-        plain = PlainClassifier(model, data, cfg)
-        history = train_loop(model, data, cfg, [PlainAlignment(model, cfg), plain], seed, progress, name)
+        history = train_loop(model, data, cfg, [PlainAlignment, PlainClassifier], seed, progress, name)
     elif name == "Align + Meta Classify":
-        history = train_loop(model, data, cfg, [PlainAlignment(model, cfg), meta_classify_step], seed, progress, name)
+        history = train_loop(model, data, cfg, [PlainAlignment, MetaClassifier], seed, progress, name)
     elif name == "MAGMA":
         history = train_magma(model, data, cfg, seed, progress)
     else:  # Oracle
-        history = train_loop(model, data, cfg, [oracle_step], seed, progress, name)
+        history = train_loop(model, data, cfg, [OracleMeta], seed, progress, name)
         labels = used
     return TrainedApproach(name, model, used, labels, history)

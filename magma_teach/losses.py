@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEFAULT_TEMPERATURE", "strong_nce", "weak_nce", "cosine_alignment_loss"]
+__all__ = ["DEFAULT_TEMPERATURE", "strong_nce", "weak_nce", "check_positives", "cosine_alignment_loss"]
 
 DEFAULT_TEMPERATURE = 0.1  # τ the package trains with; cosine/0.1 spans [-10, 10], a sharp but stable softmax
 
@@ -139,6 +139,25 @@ def _check_every_row_has_positive(n_positive: torch.Tensor) -> None:
     if missing:
         raise ValueError("weak_nce: every source row needs at least one target row of its group "
                          "(groups_s has a group that groups_t lacks)")
+
+
+def check_positives(groups_s: torch.Tensor, groups_t: torch.Tensor) -> None:
+    """Eager check for stacked tasks: every source row of every task has a target row of its group.
+
+    ``groups_s`` (..., n_s) and ``groups_t`` (..., n_t) with the same leading (task) axes. This is the
+    check :func:`weak_nce` cannot make under ``vmap``; task-batched Reptile runs it before ``vmap``.
+    Raises ``ValueError`` naming the first offending tasks.
+    """
+    if groups_s.shape[:-1] != groups_t.shape[:-1]:
+        raise ValueError(f"groups_s and groups_t must have the same leading (task) axes, got shapes "
+                         f"{tuple(groups_s.shape)} and {tuple(groups_t.shape)}")
+    has = (groups_s[..., :, None] == groups_t[..., None, :]).any(-1)  # (..., n_s)
+    ok = has.reshape(-1, has.shape[-1]).all(-1)
+    if not bool(ok.all()):
+        bad = torch.nonzero(~ok).flatten().tolist()
+        where = f" (task(s) {bad[:5]})" if has.dim() > 1 else ""
+        raise ValueError(f"weak_nce: every source row needs at least one target row of its group{where}: "
+                         f"groups_s has a group that groups_t lacks")
 
 
 def cosine_alignment_loss(z_s: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:

@@ -36,13 +36,19 @@ from magma_teach.data.base import CrossModalDataset
 from magma_teach.data.episodes import (ClassificationTask, sample_alignment_task,
                                        sample_classification_task, stack_tasks)
 from magma_teach.encoders import Classifier, encoder_for
-from magma_teach.losses import DEFAULT_TEMPERATURE, strong_nce, weak_nce
-from magma_teach.reptile import EpsilonSchedule, InnerLoop, Params, meta_step, batched_adapt
+from magma_teach.losses import DEFAULT_TEMPERATURE, check_positives, strong_nce, weak_nce
+from magma_teach.reptile import EpsilonSchedule, InnerLoop, OuterUpdate, Params, Reptile, batched_adapt
 from magma_teach.utils import check_positive, check_range
 
 
 class CrossModalModel(nn.Module):
-    """The three learned parts: source encoder e_s, target encoder e_t and shared classifier φ."""
+    """The three learned parts: source encoder e_s, target encoder e_t and shared classifier φ.
+
+    A part may share tensors with another (``CrossModalModel(enc, enc, φ)``: one encoder for both
+    modalities). :meth:`parts` then lists each shared tensor once, under the name it has in the first
+    part that holds it, and :meth:`call` finds it there, so a functional gradient through both uses
+    is the *sum* of both uses' gradients and a Reptile update moves the tensor once.
+    """
 
     def __init__(self, source: nn.Module, target: nn.Module, classifier: nn.Module):
         super().__init__()
@@ -56,15 +62,39 @@ class CrossModalModel(nn.Module):
                    encoder_for(data.target, dim, **encoder_kwargs.get("target", {})),
                    Classifier(dim, n_way))
 
+    def _aliases(self) -> dict[str, str]:
+        """``"<part>.<param>"`` → the first name of the same tensor, for every tensor held twice."""
+        first, aliases = {}, {}
+        for part, module in self._modules.items():  # named_children() would skip a module seen twice
+            for k, p in module.named_parameters(remove_duplicate=False):
+                name = f"{part}.{k}"
+                if id(p) in first and first[id(p)] != name:
+                    aliases[name] = first[id(p)]
+                first.setdefault(id(p), name)
+        return aliases
+
     def parts(self, *names: str) -> Params:
-        """The live parameters of the named parts, keyed ``"<part>.<param>"`` (Reptile updates them in place)."""
-        return {f"{n}.{k}": p for n in names for k, p in getattr(self, n).named_parameters()}
+        """The live parameters of the named parts, keyed ``"<part>.<param>"`` (Reptile updates them in place).
+
+        A tensor shared by several parts appears once, under its first name (see the class docstring).
+        """
+        aliases = self._aliases()
+        out = {}
+        for n in names:
+            for k, p in getattr(self, n).named_parameters(remove_duplicate=False):
+                key = aliases.get(f"{n}.{k}", f"{n}.{k}")
+                out.setdefault(key, p)
+        return out
 
     def call(self, part: str, params: Params, *args):
         """Run one part with parameters from a ``parts()``-style dict (for vmap/grad)."""
-        prefix = part + "."
-        own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-        return functional_call(getattr(self, part), own, args)
+        prefix, aliases = part + ".", self._aliases()
+        own = {}
+        for k, _ in getattr(self, part).named_parameters(remove_duplicate=False):
+            key = prefix + k
+            if key in params or aliases.get(key) in params:
+                own[k] = params[key] if key in params else params[aliases[key]]
+        return functional_call(getattr(self, part), own, args, tie_weights=False)
 
     def save(self, path) -> None:
         torch.save(self.state_dict(), path)
@@ -76,20 +106,33 @@ class CrossModalModel(nn.Module):
 
 @dataclass
 class MagmaConfig:
-    """Every knob of meta-training and meta-test adaptation (defaults = the quick preset's)."""
+    """Every knob of meta-training and meta-test adaptation (defaults = the quick preset's).
+
+    The update-rule options (see :mod:`magma_teach.reptile`): ``align_inner.carry_state`` /
+    ``classify_inner.carry_state`` (inner Adam state carried across tasks), ``outer`` (ε-interpolation
+    or an optimizer on the pseudo-gradient), ``meta_batch`` (T, any T ≥ 1) and ``fresh_batches`` (a new
+    batch at every inner step instead of one task reused). Pairing: ``weak=False`` is eq. 3 over
+    instance pairs; ``weak=True`` is eq. 4 over groups, where a group is a cluster of concepts
+    (``groups="cluster"``, ``data.clusters``) or a single concept (``groups="concept"``: several source
+    and target examples of one concept are all positives of each other, so no pair of one concept is
+    ever a false negative).
+    """
 
     iterations: int = 300
     meta_batch: int = 8  # T tasks per Reptile update
     n_way: int = 5
-    align_way: int | None = None  # concepts per alignment task (None: n_way)
-    pairs_per_concept: int = 4  # pairs of each concept in an alignment task
-    weak: bool = False  # eq. 4 (cluster-level pairs) instead of eq. 3 (instance pairs)
+    align_way: int | None = None  # concepts (or groups) per alignment task (None: n_way)
+    pairs_per_concept: int = 4  # pairs (or examples per modality) of each concept/group in an alignment task
+    weak: bool = False  # eq. 4 (group-level pairs) instead of eq. 3 (instance pairs)
+    groups: str = "cluster"  # what a weak group is: "cluster" (data.clusters) or "concept"
     pairing_noise: float = 0.0
     source_shots: int = 5
     temperature: float = DEFAULT_TEMPERATURE
     align_inner: InnerLoop = field(default_factory=lambda: InnerLoop(steps=5, lr=1e-3))
     classify_inner: InnerLoop = field(default_factory=lambda: InnerLoop(steps=5, lr=3e-3))
     epsilon: EpsilonSchedule = field(default_factory=lambda: EpsilonSchedule(1.0, 0.1))
+    outer: OuterUpdate = field(default_factory=OuterUpdate)
+    fresh_batches: bool = False  # a fresh task batch at every inner step (else one task reused)
     finetune: InnerLoop = field(default_factory=lambda: InnerLoop(steps=20, lr=1e-3, betas=(0.9, 0.999)))
     validate_every: int = 50
     val_shots: int = 5
@@ -103,24 +146,43 @@ class MagmaConfig:
         for name in ("align_way", "patience"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True)
-        if self.source_pretrain_steps < 0:
-            raise ValueError(f"source_pretrain_steps must be >= 0, got {self.source_pretrain_steps}")
+        if isinstance(self.source_pretrain_steps, bool) or not isinstance(self.source_pretrain_steps, int) \
+                or self.source_pretrain_steps < 0:
+            raise ValueError(f"source_pretrain_steps must be an integer >= 0, got {self.source_pretrain_steps!r}")
         check_positive("temperature", self.temperature)
         check_range("pairing_noise", self.pairing_noise, 0.0, 1.0)
+        if self.groups not in GROUPINGS:
+            raise ValueError(f"groups must be one of {GROUPINGS}, got {self.groups!r}")
+        for name in ("weak", "fresh_batches"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, kind in (("align_inner", InnerLoop), ("classify_inner", InnerLoop), ("finetune", InnerLoop),
+                           ("epsilon", EpsilonSchedule), ("outer", OuterUpdate)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
 
     def with_(self, **changes) -> "MagmaConfig":
         return replace(self, **changes)
 
 
+GROUPINGS = ("cluster", "concept")
+
+
 # ---------------------------------------------------------------- the three functional losses
 def alignment_loss(model: CrossModalModel, temperature: float, weak: bool):
-    """``loss(params, task)`` on one :class:`AlignmentTask`: eq. 4 when ``weak`` else eq. 3."""
+    """``loss(params, task)`` on one :class:`AlignmentTask`: eq. 4 when ``weak`` else eq. 3.
+
+    The returned function carries ``check_tasks(stacked_tasks)``, which task-batched Reptile calls
+    before ``vmap`` (where a missing positive could not be detected, and would become NaN).
+    """
     def loss(params, task):
         z_s = model.call("source", params, *task.source)
         z_t = model.call("target", params, *task.target)
         if weak:
             return weak_nce(z_s, z_t, task.groups_s, task.groups_t, temperature)
         return strong_nce(z_s, z_t, temperature)
+
+    loss.check_tasks = lambda tasks: check_positives(tasks.groups_s, tasks.groups_t)
     return loss
 
 
@@ -143,28 +205,60 @@ def target_loss(model: CrossModalModel, encoder: str = "target"):
 # ---------------------------------------------------------------- meta-training
 @torch.no_grad()
 def embed(model: CrossModalModel, part: str, batch) -> torch.Tensor:
-    """Embed a stacked batch (T, B, ...) with one part of the model → (T, B, dim)."""
+    """Embed a stacked batch (..., B, *example) with one part of the model → (..., B, dim).
+
+    The leading axes are those of ``lengths`` (T tasks, or T tasks × S steps, then B examples).
+    """
     x, lengths = batch
-    z = getattr(model, part)(x.flatten(0, 1), lengths.flatten(0, 1))
-    return z.unflatten(0, x.shape[:2])
+    z = getattr(model, part)(x.flatten(0, lengths.dim() - 1), lengths.flatten())
+    return z.unflatten(0, lengths.shape)
 
 
-def meta_align_step(model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
-    """Lines 3-6 of Algorithm 1 for a meta-batch: alignment tasks → Reptile update of e_s, e_t."""
-    tasks = stack_tasks([sample_alignment_task(data, concepts, cfg.align_way or cfg.n_way, cfg.pairs_per_concept, generator,
-                                               weak=cfg.weak, pairing_noise=cfg.pairing_noise)
-                         for _ in range(cfg.meta_batch)])
-    meta_step(alignment_loss(model, cfg.temperature, cfg.weak), model.parts("source", "target"),
-              tasks, cfg.align_inner, epsilon)
+def sample_meta_batch(sample, cfg: MagmaConfig, inner: InnerLoop):
+    """T tasks from ``sample()``, stacked (T, ...); with ``cfg.fresh_batches`` one per inner step, (T, S, ...)."""
+    def one():
+        return stack_tasks([sample() for _ in range(inner.steps)]) if cfg.fresh_batches else sample()
+    return stack_tasks([one() for _ in range(cfg.meta_batch)])
 
 
-def meta_classify_step(model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
-    """Lines 7-10 of Algorithm 1: source classification tasks → Reptile update of φ on top of e_s."""
-    tasks = stack_tasks([sample_classification_task(data.source, concepts, cfg.n_way, cfg.source_shots, 1,
-                                                    generator) for _ in range(cfg.meta_batch)])
-    z = embed(model, "source", tasks.support)
-    meta_step(classifier_loss(model), model.parts("classifier"), (z, tasks.support_y),
-              cfg.classify_inner, epsilon)
+def alignment_view(data: CrossModalDataset, cfg: MagmaConfig) -> CrossModalDataset:
+    """``data`` as the alignment sampler should see it: with concept groups, every concept is its own cluster."""
+    if cfg.weak and cfg.groups == "concept":
+        return replace(data, clusters=torch.arange(data.num_classes, device=data.clusters.device))
+    return data
+
+
+class MetaAlignment:
+    """Lines 3-6 of Algorithm 1: T alignment tasks → one Reptile update of e_s and e_t."""
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
+        self.reptile = Reptile(model.parts("source", "target"), cfg.align_inner, cfg.outer)
+        self.loss = alignment_loss(model, cfg.temperature, cfg.weak)
+
+    def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
+        view = alignment_view(data, cfg)
+        tasks = sample_meta_batch(lambda: sample_alignment_task(
+            view, concepts, cfg.align_way or cfg.n_way, cfg.pairs_per_concept, generator, weak=cfg.weak,
+            pairing_noise=cfg.pairing_noise), cfg, cfg.align_inner)
+        self.reptile.step(self.loss, tasks, epsilon, per_step=cfg.fresh_batches)
+
+
+class MetaClassifier:
+    """Lines 7-10 of Algorithm 1: T source classification tasks → one Reptile update of φ on top of e_s."""
+
+    def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
+        self.reptile = Reptile(model.parts("classifier"), cfg.classify_inner, cfg.outer)
+        self.loss = classifier_loss(model)
+
+    def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
+        tasks = sample_meta_batch(lambda: sample_classification_task(
+            data.source, concepts, cfg.n_way, cfg.source_shots, 1, generator), cfg, cfg.classify_inner)
+        z = embed(model, "source", tasks.support)  # e_s is fixed here, as in Algorithm 1
+        self.reptile.step(self.loss, (z, tasks.support_y), epsilon, per_step=cfg.fresh_batches)
+
+
+# The step names of earlier versions; train_loop instantiates a step class for each run.
+meta_align_step, meta_classify_step = MetaAlignment, MetaClassifier
 
 
 def train_magma(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig, seed: int = 0,
@@ -175,7 +269,7 @@ def train_magma(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfi
     (:func:`pretrain_source`), the analogue of the paper's ImageNet-initialised image encoder.
     """
     pretrain_source(model, data, cfg.source_pretrain_steps, seed=seed)
-    return train_loop(model, data, cfg, [meta_align_step, meta_classify_step], seed, progress, "MAGMA")
+    return train_loop(model, data, cfg, [MetaAlignment, MetaClassifier], seed, progress, "MAGMA")
 
 
 def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int, lr: float = 1e-3,
@@ -206,13 +300,16 @@ def train_loop(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig
                progress: bool | None = None, desc: str = "meta-training") -> dict:
     """Run ``cfg.iterations`` iterations of ``steps`` with model selection on the validation concepts.
 
-    Each step is called as ``step(model, data, meta_train_concepts, cfg, epsilon, generator)``; MAGMA
+    Each step is called as ``step(model, data, meta_train_concepts, cfg, epsilon, generator)``; a step
+    given as a class is first built as ``Step(model, data, cfg)`` (steps that keep state between
+    iterations, such as an optimizer, are classes). MAGMA
     passes its two Reptile updates, the baselines pass theirs, so every method shares this loop, its
     budget and its selection rule. The model ends with the parameters that scored best on validation.
     Returns ``{"iteration": [...], "val_accuracy": [...], "best_iteration": int}``.
     """
     generator = torch.Generator().manual_seed(seed)
     concepts = data.splits["meta_train"]
+    steps = [step(model, data, cfg) if isinstance(step, type) else step for step in steps]
     history = {"iteration": [], "val_accuracy": [], "best_iteration": 0}
     best, best_state = -1.0, None
     for it in trange(cfg.iterations, desc=desc, disable=not show_progress(progress)):

@@ -130,3 +130,43 @@ def test_bad_protocol_arguments(world):
         run_protocol(predict, world.target, world.eval_tasks, label_noise=2.0)
     with pytest.raises(ValueError, match="dim"):
         CrossModalModel.for_dataset(world, dim=0)
+
+
+# ---------------------------------------------------------------- configuration and update-rule options
+from magma_teach.magma import MetaAlignment, alignment_view  # noqa: E402
+from magma_teach.reptile import EpsilonSchedule, OuterUpdate  # noqa: E402
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"groups": "decade"}, "groups"), ({"weak": "yes"}, "weak"), ({"fresh_batches": 1}, "fresh_batches"),
+    ({"outer": "adam"}, "outer"), ({"align_inner": 5}, "align_inner"), ({"meta_batch": 0}, "meta_batch"),
+    ({"source_pretrain_steps": -1}, "source_pretrain_steps"), ({"pairing_noise": 1.5}, "pairing_noise"),
+])
+def test_config_rejects_bad_values(changes, field):
+    with pytest.raises(ValueError, match=field):
+        MagmaConfig(**changes)
+
+
+def test_concept_groups_make_every_concept_its_own_group(world):
+    view = alignment_view(world, MagmaConfig(weak=True, groups="concept"))
+    assert torch.equal(view.clusters, torch.arange(world.num_classes))
+    assert alignment_view(world, MagmaConfig(weak=True)) is world  # clusters as they are
+    assert alignment_view(world, MagmaConfig(weak=False, groups="concept")) is world  # eq. 3 has no groups
+
+
+@pytest.mark.parametrize("changes", [
+    {"meta_batch": 1, "align_inner": InnerLoop(3, 1e-3, carry_state=True), "epsilon": EpsilonSchedule(1.0)},
+    {"outer": OuterUpdate("adam", lr=1e-3)},
+    {"fresh_batches": True},
+    {"weak": True, "groups": "concept", "pairs_per_concept": 3},
+])
+def test_every_update_rule_trains_and_keeps_target_labels_unread(world, changes):
+    cfg = MagmaConfig(iterations=2, validate_every=2, **changes)
+    torch.manual_seed(0)
+    model = CrossModalModel.for_dataset(world, dim=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = MetaAlignment(model, world, cfg)
+    step(model, world, world.splits["meta_train"], cfg, 1.0, torch.Generator().manual_seed(0))
+    moved = [k for k in before if k.startswith(("source.", "target.")) and not torch.equal(before[k], model.state_dict()[k])]
+    assert moved, "meta-alignment did not move the encoders"
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())

@@ -86,3 +86,170 @@ def test_epsilon_out_of_range():
         EpsilonSchedule(1.5)
     with pytest.raises(ValueError, match="epsilon"):
         reptile_update({"w": torch.zeros(1)}, {"w": torch.zeros(1, 1)}, -0.1)
+
+
+# ---------------------------------------------------------------- update-rule options
+from magma_teach.reptile import AdamState, NonFiniteError, OuterUpdate, Reptile  # noqa: E402
+
+
+def _quadratic(params, task):
+    """A task is (target (D,), scale ()): loss = scale · |w − target|² / 2 plus a coupling term."""
+    target, scale = task
+    w = params["w"]
+    return 0.5 * scale * ((w - target) ** 2).sum() + 0.1 * (w.prod() ** 2)
+
+
+def _quadratic_tasks(n, seed=0, dim=3):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(dim, generator=g, dtype=torch.float64),
+             torch.rand((), generator=g, dtype=torch.float64) + 0.5) for _ in range(n)]
+
+
+def test_carried_inner_state_equals_torch_adam_over_the_task_sequence():
+    """T = 1, ε = 1, carried state: meta-training is one torch.optim.Adam over the tasks in sequence."""
+    tasks = _quadratic_tasks(6)
+    inner = InnerLoop(steps=3, lr=0.05, betas=(0.0, 0.999), carry_state=True)
+    theta = {"w": torch.zeros(3, dtype=torch.float64)}
+    reptile = Reptile(theta, inner)
+    for task in tasks:
+        reptile.step(_quadratic, stack_tasks([task]), epsilon=1.0)
+
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.05, betas=(0.0, 0.999), eps=inner.eps)
+    for task in tasks:
+        for _ in range(inner.steps):
+            opt.zero_grad()
+            _quadratic({"w": w}, task).backward()
+            opt.step()
+    torch.testing.assert_close(theta["w"], w.detach(), rtol=0, atol=1e-12)
+    assert reptile.state.step == len(tasks) * inner.steps
+
+
+def test_carried_state_with_a_meta_batch_restores_parameters_but_not_the_optimizer():
+    """T = 3: each task restarts from θ while one Adam state runs on (supervised-reptile's way)."""
+    tasks = _quadratic_tasks(3, seed=1)
+    inner = InnerLoop(steps=2, lr=0.1, betas=(0.9, 0.999), carry_state=True)
+    theta = {"w": torch.full((3,), 0.5, dtype=torch.float64)}
+    adapted = Reptile(theta, inner).adapt(_quadratic, stack_tasks(tasks))
+    reference = sequential_adapt(_quadratic, theta, tasks, inner, carry=True)
+    torch.testing.assert_close(adapted["w"], reference["w"], rtol=0, atol=1e-12)
+    fresh = sequential_adapt(_quadratic, theta, tasks, inner, carry=False)
+    assert not torch.allclose(adapted["w"][1:], fresh["w"][1:])  # the carried moments matter
+
+
+@pytest.mark.parametrize("rule", ["adam", "sgd"])
+def test_outer_optimizer_equals_torch_optim_fed_the_pseudo_gradient(rule):
+    tasks = _quadratic_tasks(8, seed=2)
+    inner = InnerLoop(steps=2, lr=0.1, optimizer="sgd")
+    outer = OuterUpdate(rule, lr=0.05, betas=(0.9, 0.99), momentum=0.8)
+    theta = {"w": torch.zeros(3, dtype=torch.float64)}
+    reptile = Reptile(theta, inner, outer)
+
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = (torch.optim.Adam([w], lr=0.05, betas=(0.9, 0.99)) if rule == "adam"
+           else torch.optim.SGD([w], lr=0.05, momentum=0.8))
+    for batch in (tasks[:4], tasks[4:]):
+        reptile.step(_quadratic, stack_tasks(batch), epsilon=0.3)  # ε is not used by an optimizer rule
+        adapted = sequential_adapt(_quadratic, {"w": w.detach()}, batch, inner)["w"]
+        w.grad = w.detach() - adapted.mean(0)
+        opt.step()
+    torch.testing.assert_close(theta["w"], w.detach(), rtol=0, atol=1e-12)
+
+
+def test_outer_sgd_with_lr_epsilon_is_the_interpolation():
+    tasks = stack_tasks(_quadratic_tasks(4, seed=3))
+    inner = InnerLoop(steps=3, lr=0.1)
+    a, b = {"w": torch.ones(3, dtype=torch.float64)}, {"w": torch.ones(3, dtype=torch.float64)}
+    Reptile(a, inner).step(_quadratic, tasks, epsilon=0.4)
+    Reptile(b, inner, OuterUpdate("sgd", lr=0.4, momentum=0.0)).step(_quadratic, tasks, epsilon=1.0)
+    torch.testing.assert_close(a["w"], b["w"], rtol=0, atol=1e-12)
+
+
+def test_meta_batch_of_one_task():
+    task = _quadratic_tasks(1, seed=4)
+    theta = {"w": torch.zeros(3, dtype=torch.float64)}
+    inner = InnerLoop(steps=4, lr=0.1, optimizer="sgd")
+    Reptile(theta, inner).step(_quadratic, stack_tasks(task), epsilon=1.0)
+    torch.testing.assert_close(theta["w"], sequential_adapt(_quadratic, {"w": torch.zeros(3, dtype=torch.float64)},
+                                                            task, inner)["w"][0])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fresh_batch_per_step_equals_the_sequential_reference(optimizer):
+    """per_step: inner step s of task t uses batch s of that task."""
+    steps = 3
+    per_task = [_quadratic_tasks(steps, seed=10 + t) for t in range(4)]  # 4 tasks × 3 batches
+    stacked = stack_tasks([stack_tasks(batches) for batches in per_task])  # (T, S, ...)
+    inner = InnerLoop(steps=steps, lr=0.1, optimizer=optimizer, betas=(0.9, 0.999))
+    theta = {"w": torch.full((3,), 0.3, dtype=torch.float64)}
+    fast = batched_adapt(_quadratic, theta, stacked, inner, per_step=True)
+    slow = sequential_adapt(_quadratic, theta, per_task, inner, per_step=True)
+    torch.testing.assert_close(fast["w"], slow["w"], rtol=0, atol=1e-12)
+    reused = batched_adapt(_quadratic, theta, stack_tasks([b[0] for b in per_task]), inner)
+    assert not torch.allclose(fast["w"], reused["w"])  # a different batch per step really is different
+
+
+def test_per_step_tasks_need_a_step_axis_as_long_as_the_inner_loop():
+    stacked = stack_tasks([stack_tasks(_quadratic_tasks(2, seed=t)) for t in range(2)])  # S = 2
+    with pytest.raises(ValueError, match="steps=3"):
+        batched_adapt(_quadratic, {"w": torch.zeros(3, dtype=torch.float64)}, stacked, InnerLoop(3, 0.1), per_step=True)
+
+
+def test_batched_path_raises_the_eager_error_for_a_group_without_target_rows():
+    """weak_nce cannot check values under vmap: the loss's check runs before it, with the same message."""
+    model, tasks = _model_and_tasks(n_tasks=2)
+    bad = tasks[1]._replace(groups_s=torch.tensor([0, 0, 1, 1, 2, 9]), groups_t=torch.tensor([0, 0, 1, 1, 2, 2]))
+    loss = alignment_loss(model, temperature=0.1, weak=True)
+    with pytest.raises(ValueError, match=r"every source row needs at least one target row of its group \(task\(s\) \[1\]\)"):
+        batched_adapt(loss, model.parts("source", "target"), stack_tasks([tasks[0], bad]), InnerLoop(2, 1e-3))
+    with pytest.raises(ValueError, match="every source row needs at least one target row of its group"):
+        loss(model.parts("source", "target"), bad)  # the eager path says the same
+
+
+def test_no_nan_leaves_an_inner_loop():
+    def exploding(params, task):
+        return (params["w"] * task).sum() / (params["w"] - params["w"].detach()).sum()  # 0/0 gradient → NaN
+    with pytest.raises(NonFiniteError, match=r"non-finite values in w for task\(s\) \[0, 1\]"):
+        batched_adapt(exploding, {"w": torch.ones(2)}, torch.ones(2, 2), InnerLoop(1, 0.1, "sgd"))
+
+
+def test_carried_state_refuses_stacked_tasks_and_sgd():
+    with pytest.raises(ValueError, match="one task at a time"):
+        batched_adapt(_quadratic, {"w": torch.zeros(3, dtype=torch.float64)}, stack_tasks(_quadratic_tasks(2)),
+                      InnerLoop(1, 0.1), state=AdamState.zeros({"w": torch.zeros(3, dtype=torch.float64)}))
+    with pytest.raises(ValueError, match="carry_state"):
+        InnerLoop(optimizer="sgd", carry_state=True)
+
+
+@pytest.mark.parametrize("kwargs, field", [({"rule": "rmsprop"}, "rule"), ({"lr": 0.0}, "outer lr"),
+                                           ({"momentum": 1.5}, "outer momentum"), ({"betas": (0.9, 1.0)}, "outer betas")])
+def test_outer_update_rejects_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        OuterUpdate(**kwargs)
+
+
+# ---------------------------------------------------------------- tied parameters
+def test_one_encoder_for_both_modalities_sums_both_uses():
+    """CrossModalModel(enc, enc, φ): the shared tensors are listed once and get both uses' gradients."""
+    from magma_teach.encoders import VectorEncoder
+
+    torch.manual_seed(0)
+    enc = VectorEncoder(4, dim=5, hidden=6)
+    model = CrossModalModel(enc, enc, Classifier(5))
+    params = model.parts("source", "target")
+    assert len(params) == len(list(enc.parameters())) == 4
+    assert set(params) == {f"source.{k}" for k, _ in enc.named_parameters()}
+    ids = torch.arange(6)
+    task = AlignmentTask((torch.randn(6, 4), torch.ones(6, dtype=torch.long)),
+                         (torch.randn(6, 4), torch.ones(6, dtype=torch.long)), ids, ids)
+    loss = alignment_loss(model, 0.1, weak=False)
+    inner = InnerLoop(steps=1, lr=0.1, optimizer="sgd")
+    fast = batched_adapt(loss, params, stack_tasks([task]), inner)
+    # Reference: ordinary autograd through the one shared module.
+    reference = {k: p.detach().clone().requires_grad_(True) for k, p in enc.named_parameters()}
+    z_s = torch.func.functional_call(enc, reference, task.source)
+    z_t = torch.func.functional_call(enc, reference, task.target)
+    from magma_teach.losses import strong_nce
+    strong_nce(z_s, z_t, 0.1).backward()
+    for k, p in reference.items():
+        torch.testing.assert_close(fast[f"source.{k}"][0], p.detach() - 0.1 * p.grad)

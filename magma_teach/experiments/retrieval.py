@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from magma_teach.baselines import PlainAlignment
-from magma_teach.data.episodes import AlignmentTask
+from magma_teach.data.base import Modality
+from magma_teach.data.episodes import sample_alignment_task, stack_tasks
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics
 from magma_teach.experiments.context import Context
 from magma_teach.experiments.presets import magma_config
-from magma_teach.magma import CrossModalModel, alignment_loss, meta_align_step, pretrain_source, train_loop
+from magma_teach.magma import (CrossModalModel, MetaAlignment, alignment_loss, alignment_view, pretrain_source,
+                               train_loop)
+from magma_teach.reptile import batched_adapt
 
 
 def retrieval(ctx: Context) -> tuple[pd.DataFrame, dict]:
@@ -30,7 +35,7 @@ def retrieval(ctx: Context) -> tuple[pd.DataFrame, dict]:
         torch.manual_seed(ctx.seed)
         model = CrossModalModel.for_dataset(data, n_way=cfg.n_way).to(ctx.device)
         pretrain_source(model, data, cfg.source_pretrain_steps, seed=ctx.seed)
-        steps = {"No align": [], "Align": [PlainAlignment(model, cfg)], "MAGMA": [meta_align_step]}[name]
+        steps = {"No align": [], "Align": [PlainAlignment], "MAGMA": [MetaAlignment]}[name]
         if steps:
             train_loop(model, data, cfg, steps, ctx.seed, ctx.progress, f"retrieval: {name}")
         starts[name] = model
@@ -59,27 +64,43 @@ def _retrieval_split(data, k, seed, held: int = 10):
 
 
 def _adapt_alignment(model, data, pairs, cfg):
-    """A copy of ``model`` whose encoders took ``cfg.finetune.steps`` alignment steps on ``pairs``.
+    """A copy of ``model`` whose encoders adapted to the K ``pairs`` of each meta-test number.
 
-    Each step uses one random pair per number (no false negatives, as in meta-training).
+    The adaptation is the inner loop of meta-training itself — ``cfg.align_inner`` (its optimizer,
+    learning rate and number of steps, from a fresh optimizer state), on alignment tasks of the same
+    shape and pairing as meta-training's, drawn from the K pairs only, a fresh batch at each step.
+    That is the loop meta-alignment prepared the encoders for, and every starting point gets the same.
     """
     import copy
 
-    model = copy.deepcopy(model)
-    opt = torch.optim.Adam(model.parts("source", "target").values(), lr=cfg.finetune.lr)
-    loss_fn = alignment_loss(model, cfg.temperature, weak=False)
+    view = alignment_view(_only(data, pairs), cfg)
+    concepts = data.splits["meta_test"]
+    k = int(torch.bincount(data.source.labels[pairs[:, 0]]).max())
     g = torch.Generator().manual_seed(0)
-    concept_of = data.source.labels[pairs[:, 0]]
-    groups = [torch.nonzero(concept_of == c).flatten() for c in torch.unique(concept_of)]
-    for _ in range(cfg.finetune.steps):
-        rows = torch.stack([grp[torch.randint(len(grp), (1,), generator=g).to(grp.device)] for grp in groups]).flatten()
-        chosen = pairs[rows]
-        ids = torch.arange(len(chosen), device=chosen.device)
-        task = AlignmentTask(data.source.batch(chosen[:, 0]), data.target.batch(chosen[:, 1]), ids, ids)
-        opt.zero_grad()
-        loss_fn(model.parts("source", "target"), task).backward()
-        opt.step()
-    return model
+    n_way = min(cfg.align_way or cfg.n_way, len(concepts))
+    if cfg.weak:
+        n_way = min(n_way, int(torch.unique(view.clusters[torch.as_tensor(concepts)]).numel()))
+    inner = replace(cfg.align_inner, carry_state=False)
+    steps = stack_tasks([sample_alignment_task(view, concepts, n_way, min(cfg.pairs_per_concept, k), g,
+                                               weak=cfg.weak) for _ in range(inner.steps)])
+    params = model.parts("source", "target")
+    fast = batched_adapt(alignment_loss(model, cfg.temperature, cfg.weak), params, stack_tasks([steps]), inner,
+                         per_step=True)
+    adapted = copy.deepcopy(model)
+    with torch.no_grad():
+        for key, p in adapted.parts("source", "target").items():
+            p.copy_(fast[key][0])
+    return adapted
+
+
+def _only(data, pairs):
+    """``data`` restricted to ``pairs``: other examples get label -1 (no task asks for it), so tasks
+    drawn from the result use nothing but these pairs."""
+    def keep(modality, rows):
+        labels = torch.full_like(modality.labels, -1)
+        labels[rows] = modality.labels[rows]
+        return Modality(modality.kind, modality.x, modality.lengths, labels)
+    return replace(data, source=keep(data.source, pairs[:, 0]), target=keep(data.target, pairs[:, 1]), pairs=pairs)
 
 
 @torch.no_grad()
