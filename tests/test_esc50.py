@@ -139,17 +139,19 @@ def _pin_cifar(monkeypatch, archives, cifar10_tgz: bytes | None = None):
     monkeypatch.setattr(CIFAR100, "meta", {"filename": "meta", "key": "fine_label_names", "md5": _md5(c100["meta"])})
 
 
-def _serve(mirror, archives, monkeypatch, esc50: bytes | None = None, cifar10: bytes | None = None):
+def _serve(mirror, archives, monkeypatch, esc50_zip: bytes | None = None, cifar10: bytes | None = None):
     """Put the archives at their Remote paths in the mirror and pin the checksums to the good ones."""
     (mirror / esc50.CIFAR_ARCHIVES["cifar10"]).write_bytes(cifar10 or archives["cifar10"])
     (mirror / esc50.CIFAR_ARCHIVES["cifar100"]).write_bytes(archives["cifar100"])
-    (mirror / f"{COMMIT}.zip").write_bytes(esc50 or archives["esc50"])
+    (mirror / f"{COMMIT}.zip").write_bytes(esc50_zip or archives["esc50"])
     monkeypatch.setattr(esc50, "ESC50_CSV_HASH", "sha256:" + hashlib.sha256(esc50_csv()).hexdigest())
     _pin_cifar(monkeypatch, archives, cifar10)
 
 
 def _files_under(folder) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """Files left under ``folder``, except the empty lock files the cache keeps on purpose (``.locks/``)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and ".locks" not in p.relative_to(folder).parts) if folder.exists() else []
 
 
 # --- 1. a good download loads end to end -------------------------------------------------------------
@@ -217,7 +219,7 @@ def test_download_fetches_and_checks_all_three(mirror, archives, monkeypatch):
 
 def test_tampered_esc50_csv_is_refused_and_removed(mirror, archives, monkeypatch, tmp_path):
     tampered = esc50_zip(esc50_csv().replace(b",dog,", b",cat,", 1))
-    _serve(mirror, archives, monkeypatch, esc50=tampered)
+    _serve(mirror, archives, monkeypatch, esc50_zip=tampered)
     with pytest.raises(ChecksumError, match=r"^esc50: checksum mismatch for .*meta/esc50\.csv") as err:
         registry.load("esc50", progress=False, **SMALL)
     assert "\n" not in str(err.value)
@@ -229,7 +231,7 @@ def test_a_missing_clip_is_refused_and_the_download_removed(mirror, archives, mo
     with zipfile.ZipFile(io.BytesIO(archives["esc50"])) as good, zipfile.ZipFile(buffer, "w") as bad:
         for info in good.infolist()[:-1]:  # drop the last clip; the pinned csv still lists it
             bad.writestr(info, good.read(info))
-    _serve(mirror, archives, monkeypatch, esc50=buffer.getvalue())
+    _serve(mirror, archives, monkeypatch, esc50_zip=buffer.getvalue())
     with pytest.raises(ChecksumError, match=r"^esc50: clip audio/.*\.wav is missing or unreadable"):
         registry.load("esc50", progress=False, **SMALL)
     assert _files_under(tmp_path / "cache" / "downloads" / "esc50") == []
@@ -301,7 +303,8 @@ def test_splits_differ_between_seeds():
     ({"n_meta_train_audio": 16}, "n_meta_train_audio"), ({"n_meta_train_audio": 36}, "n_meta_train_audio"),
     ({"n_val_audio": 4}, "n_val_audio"), ({"n_val_audio": 25}, "n_meta_train_audio \\+ n_val_audio"),
     ({"source_classes": "some"}, "source_classes"), ({"images_per_class": 0}, "images_per_class"),
-    ({"colour": True}, "unknown setting"),
+    ({"colour": True}, "unknown setting"), ({"n_mels": 90}, r"n_mels must be an integer in \[1, 89\]"),
+    ({"n_mels": 0}, "n_mels"), ({"n_mels": True}, "n_mels"), ({"max_frames": 0}, "max_frames"),
 ])
 def test_bad_settings_are_clear_errors(override, field):
     with pytest.raises(ValueError, match=field):
@@ -340,3 +343,39 @@ def test_the_image_audio_experiment_runs_on_the_full_loader(mirror, archives, mo
     magma = result.rows[result.rows["approach"] == "MAGMA"].iloc[0]
     assert magma["target_labels"] == 0 and magma["target_samples"] == 23 * CLIPS_PER_CLASS
 
+
+
+def _clip_folder(tmp_path, clips: dict[str, bytes]):
+    folder = tmp_path / "download" / f"ESC-50-{COMMIT}"
+    (folder / "audio").mkdir(parents=True)
+    for name, data in clips.items():
+        (folder / "audio" / name).write_bytes(data)
+    return folder, [{"filename": name} for name in clips]
+
+
+def _pcm_wav(samples: np.ndarray, rate: int = 44_100) -> bytes:
+    from scipy.io import wavfile
+
+    buffer = io.BytesIO()
+    wavfile.write(buffer, rate, samples.astype(np.int16))  # 16-bit PCM as ESC-50; any rate, even 0
+    return buffer.getvalue()
+
+
+def test_esc50_features_pad_a_clip_shorter_than_a_frame(tmp_path):
+    tone = (3000 * np.sin(np.arange(44_100) * 2 * np.pi * 440 / 44_100)).astype(np.int16)
+    folder, rows = _clip_folder(tmp_path, {"1-1-A-0.wav": _pcm_wav(tone), "1-2-A-0.wav": _pcm_wav(tone[:146])})
+    x, lengths = esc50.esc50_features(folder, rows, 40, 50, show=False)
+    assert x.shape == (2, 40, 50) and lengths.tolist() == [50, 1] and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("clip, match", [
+    (b"RIFF not a wave", r"clip audio/1-2-A-0\.wav is missing or unreadable"),
+    (_pcm_wav(np.zeros(0, np.int16)), r"clip audio/1-2-A-0\.wav"),
+    (_pcm_wav(np.zeros(100, np.int16), rate=0), r"clip audio/1-2-A-0\.wav"),
+])
+def test_esc50_features_name_the_clip_they_cannot_read(tmp_path, clip, match):
+    tone = np.zeros(4_410, np.int16)
+    folder, rows = _clip_folder(tmp_path, {"1-1-A-0.wav": _pcm_wav(tone), "1-2-A-0.wav": clip})
+    with pytest.raises(ChecksumError, match=match) as err:
+        esc50.esc50_features(folder, rows, 40, 50, show=False)
+    assert "\n" not in str(err.value) and not folder.exists()  # a damaged download is removed

@@ -67,8 +67,9 @@ def _serve(served, langs=FAKE, per_lang: int = PER_LANG) -> dict:
 
 
 def _files_under(folder) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) \
-        if folder.exists() else []
+    """Files left under ``folder``, except the empty lock files the cache keeps on purpose (``.locks/``)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and ".locks" not in p.relative_to(folder).parts) if folder.exists() else []
 
 
 def test_language_table():
@@ -193,3 +194,49 @@ def test_the_text_speech_experiment_runs_on_fleurs(mirror, monkeypatch):
     predictions = result.extras["predictions"]
     assert set(predictions["truth"]) <= set(fleurs.PINNED) and predictions["text"].str.contains("says").all()
 
+
+
+def _write_bytes(path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: (d / "u1.txt").write_text("  \n", encoding="utf-8"), r"transcript .*nl_nl/u1\.txt is empty"),
+    (lambda d: _write_bytes(d / "u1.txt", b"\xff\xfe\xfa"), r"nl_nl/u1\.txt is not UTF-8"),
+    (lambda d: _write_bytes(d / "u1.wav", b"RIFF garbage"), r"cannot read WAV .*nl_nl/u1\.wav"),
+    (lambda d: _write_bytes(d / "u1.wav", _wav_bytes(np.zeros(0, np.float32))), r"nl_nl/u1\.wav holds no samples"),
+    (lambda d: _write_bytes(d / "u1.wav", _wav_bytes(_tone(300.0), rate=0)), r"nl_nl/u1\.wav: its sample rate"),
+    (lambda d: _write_bytes(d / "u1.wav", _wav_bytes(np.array([0.1, np.nan] * 200, np.float32))),
+     r"nl_nl/u1\.wav holds 200 NaN"),
+    (lambda d: _write_bytes(d / "u1.wav", _wav_bytes(np.zeros((400, 2), np.int16)[:, :0])), r"nl_nl/u1\.wav"),
+])
+def test_from_folder_names_the_broken_file_in_one_line(tmp_path, damage, match):
+    _folder(tmp_path / "speech")
+    damage(tmp_path / "speech" / "nl_nl")
+    with pytest.raises(ValueError, match=match) as err:
+        fleurs.from_folder(tmp_path / "speech", max_frames=40)
+    assert "\n" not in str(err.value)
+
+
+def test_from_folder_pads_a_clip_shorter_than_a_frame(tmp_path):
+    _folder(tmp_path / "speech")
+    wavfile.write(tmp_path / "speech" / "nl_nl" / "u1.wav", 22_050, np.zeros(146, np.float32))  # the issue's clip
+    ds = fleurs.from_folder(tmp_path / "speech", max_frames=40)
+    short = ds.info["files"].index(str(tmp_path / "speech" / "nl_nl" / "u1.wav"))
+    assert int(ds.target.lengths[short]) == 1 and torch.isfinite(ds.target.x).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_mels=90), "n_mels"), (dict(n_mels=0), "n_mels"), (dict(max_chars=0), "max_chars"),
+    (dict(max_frames=True), "max_frames"), (dict(n_way=0), "n_way"), (dict(seed=-1), "seed"),
+    (dict(per_language=0), "per_language"),
+])
+def test_from_folder_refuses_bad_settings(tmp_path, kwargs, match):
+    _folder(tmp_path / "speech")
+    with pytest.raises(ValueError, match=match):
+        fleurs.from_folder(tmp_path / "speech", **kwargs)
+
+
+def test_fleurs_config_refuses_too_many_mel_bands():
+    with pytest.raises(ValueError, match=r"n_mels must be an integer in \[1, 89\]"):
+        fleurs.make_config(n_mels=128)

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magma_teach.data.audio import log_mel, one_thread, pad_features, read_wav, standardize
+from magma_teach.data.audio import check_n_mels, log_mel, one_thread, pad_features, read_wav, standardize
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.data.download import ChecksumError, Remote, fetch_folder
 from magma_teach.data.registry import STREAM_SOURCE, STREAM_SPLITS, make_eval_tasks, rng
@@ -149,6 +149,7 @@ def make_config(preset: str = "quick", seed: int = 0, **overrides) -> dict:
     for name in ("images_per_class", "n_mels", "max_frames", "n_meta_train_audio", "n_val_audio", "n_way",
                  "n_eval_tasks"):
         check_positive(name, cfg[name], integer=True)
+    check_n_mels(cfg["n_mels"])
     if cfg["source_classes"] not in SOURCE_CLASSES:
         raise ValueError(f"source_classes must be one of {SOURCE_CLASSES}, got {cfg['source_classes']!r}")
     n_clustered = len(clustered_audio_classes())
@@ -332,7 +333,8 @@ def esc50_features(folder: Path, rows: list[dict], n_mels: int, max_frames: int,
     """Log-mel spectrograms of the clips in ``rows`` → ``(x, lengths)``: (N, n_mels, max_frames), (N,).
 
     Not yet standardized. A missing or unreadable clip removes the extracted folder (it is damaged)
-    and raises ``ChecksumError``.
+    and raises ``ChecksumError``; a clip that reads but cannot be featurized is a ``ValueError``
+    naming it. Both name the clip.
     """
     feats = []
     with one_thread():  # thousands of small FFTs: threads only add overhead on a shared machine
@@ -343,7 +345,10 @@ def esc50_features(folder: Path, rows: list[dict], n_mels: int, max_frames: int,
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 raise ChecksumError(f"esc50: clip audio/{row['filename']} is missing or unreadable "
                                     f"({type(err).__name__}); removed the download") from None
-            feats.append(log_mel(wave_, rate, n_mels, max_frames))
+            try:
+                feats.append(log_mel(wave_, rate, n_mels, max_frames))
+            except ValueError as err:
+                raise ValueError(f"esc50: clip audio/{row['filename']}: {err}") from None
     return pad_features(feats, max_frames)
 
 

@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magma_teach.data.audio import FEATURE_RATE, log_mel, one_thread, pad_features, read_wav, standardize
+from magma_teach.data.audio import (FEATURE_RATE, check_n_mels, log_mel, one_thread, pad_features, read_wav,
+                                    standardize)
 from magma_teach.data.base import CrossModalDataset, Modality, char_ids
 from magma_teach.data.download import Remote, fetch_file, fetch_folder
 from magma_teach.data.registry import STREAM_SOURCE, make_eval_tasks, split_concepts
@@ -195,6 +196,7 @@ def make_config(preset: str = "quick", seed: int = 0, **overrides) -> dict:
     cfg["extra_sha256"] = _check_extra(cfg["extra_sha256"])
     for name in ("per_language", "n_mels", "max_frames", "max_chars", "n_way", "n_eval_tasks"):
         check_positive(name, cfg[name], integer=True)
+    check_n_mels(cfg["n_mels"])
     if cfg["per_language"] < 2:
         raise ValueError(f"per_language must be at least 2 (one support and one query example), "
                          f"got {cfg['per_language']}")
@@ -328,12 +330,18 @@ def _utterances(lang: str, files: dict, cfg: dict) -> list[tuple[str, str, Path]
 # --- building ---------------------------------------------------------------------------------------
 
 def _features(paths: list[Path], n_mels: int, max_frames: int, show: bool):
-    """Log-mel of each WAV, padded: ``x`` (N, n_mels, max_frames), ``lengths`` (N,), the sample rates."""
+    """Log-mel of each WAV, padded: ``x`` (N, n_mels, max_frames), ``lengths`` (N,), the sample rates.
+
+    A file that cannot be read or featurized is a one-line ``ValueError`` that names it.
+    """
     feats, rates = [], []
     with one_thread():  # many small spectrograms: threads only add overhead on a shared machine
         for path in progress_bar(paths, "fleurs: log-mel", len(paths), show):
-            wave, rate = read_wav(path)
-            feats.append(log_mel(wave, rate, n_mels, max_frames))
+            wave, rate = read_wav(path)  # its errors name the file already
+            try:
+                feats.append(log_mel(wave, rate, n_mels, max_frames))
+            except ValueError as err:
+                raise ValueError(f"WAV {path}: {err}") from None
             rates.append(rate)
     x, lengths = pad_features(feats, max_frames)
     return x, lengths, rates
@@ -349,9 +357,21 @@ def utterances_to_dataset(name: str, utterances: list[tuple[str, str, str | os.P
     within one. Source: ``text`` as char ids (N, max_chars); target: standardized log-mel
     (N, n_mels, max_frames); strong pair i = (text i, recording i). ``clusters`` maps a language to
     its weak-pair group (default: each language its own). ``info`` entries are added to the dataset's.
+
+    Raises ``ValueError`` before any audio is read for a bad setting, and for a transcript with no
+    characters but whitespace (naming its recording: a text encoder cannot read an empty string).
     """
     if not utterances:
         raise ValueError(f"{name}: no utterances to build a dataset from")
+    check_n_mels(n_mels)
+    for field, value in (("max_frames", max_frames), ("max_chars", max_chars), ("n_way", n_way),
+                         ("n_eval_tasks", n_eval_tasks)):
+        check_positive(field, value, integer=True)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    for _, text, path in utterances:
+        if not (isinstance(text, str) and text.strip()):
+            raise ValueError(f"{name}: the transcript of {path} is empty; every utterance needs a text")
     codes = sorted({lang for lang, _, _ in utterances})
     splits = split_concepts(len(codes), seed, n_way, field=f"{name} languages")
     items = sorted(utterances, key=lambda u: codes.index(u[0]))  # stable: keeps the order within a language
@@ -415,7 +435,13 @@ def _folder_utterances(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
             if not txt.is_file():
                 raise FileNotFoundError(f"from_folder: {wav} has no transcript {txt.name} beside it "
                                         f"(each .wav needs a UTF-8 .txt of the same name)")
-            items.append((folder.name, txt.read_text(encoding="utf-8").strip(), wav))
+            try:
+                text = txt.read_text(encoding="utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise ValueError(f"from_folder: {txt} is not UTF-8 text (byte {err.start})") from None
+            if not text:
+                raise ValueError(f"from_folder: transcript {txt} is empty (or only whitespace)")
+            items.append((folder.name, text, wav))
         out[folder.name] = items
     if not out:
         raise ValueError(f"from_folder: {root} has no language folders (expected root/<language>/<utt>.wav)")
@@ -432,10 +458,17 @@ def from_folder(root: str | os.PathLike, name: str = "speech-folder", per_langua
     ``per_language`` set, that many utterances per language are drawn (seeded); ``None`` keeps all.
     At least ``3 * n_way`` language folders are needed for the meta-train/val/meta-test splits.
     Not cached: the result is built on each call.
+
+    Every problem with a file is a one-line ``ValueError`` that names it: an empty or non-UTF-8
+    transcript, an unreadable WAV, one without samples, with a sample rate outside [1000, 768000] Hz
+    or with NaN samples (see :func:`~magma_teach.data.audio.read_wav`). A clip shorter than 10 ms
+    gives one frame of features, padded with silence (:func:`~magma_teach.data.audio.log_mel`).
     """
-    by_lang = _folder_utterances(Path(root))
     if per_language is not None:
         check_positive("per_language", per_language, integer=True)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    by_lang = _folder_utterances(Path(root))
     gen = np.random.default_rng(np.random.SeedSequence([int(seed), STREAM_SOURCE]))
     utterances = []
     for lang, items in by_lang.items():

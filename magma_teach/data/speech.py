@@ -155,8 +155,29 @@ def available_voices() -> list[str]:
 
 
 def _check(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and low <= value <= high):
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, (int, np.integer)) and low <= value <= high):
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _check_text(text) -> bytes:
+    """``text`` as NUL-terminated UTF-8 for eSpeak, or a ``ValueError`` saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    if "\0" in text:  # eSpeak reads up to the first NUL: the rest would be dropped without a word
+        raise ValueError(f"text must not contain NUL characters, got one at position {text.index(chr(0))}")
+    try:
+        return text.encode("utf-8") + b"\0"
+    except UnicodeEncodeError as err:
+        raise ValueError(f"text must be valid Unicode, got an unpaired surrogate at position {err.start}") from None
+
+
+def _check_voice(voice, variant) -> None:
+    if not (isinstance(voice, str) and voice.strip()):
+        raise ValueError(f"voice must be an eSpeak NG voice name such as 'en' (see available_voices()), got {voice!r}")
+    if variant is not None and (not isinstance(variant, str)
+                                or variant not in VARIANTS and variant not in available_variants()):
+        raise ValueError(f"variant must be one of eSpeak's voices/!v names (e.g. {', '.join(VARIANTS)}), "
+                         f"got {variant!r}")
 
 
 def synthesize(text: str, voice: str = "en", variant: str | None = None, rate: int = 175,
@@ -166,17 +187,19 @@ def synthesize(text: str, voice: str = "en", variant: str | None = None, rate: i
     ``voice`` is an eSpeak language voice (``"en"``, ``"fr"``, ``"cmn"``, …; see
     :func:`available_voices`), ``variant`` an optional speaker variant (``"m3"``; see ``VARIANTS``),
     ``rate`` the speed in words per minute (80–450) and ``pitch`` the base pitch (0–100). The same
-    arguments always give the same samples. An empty text gives an empty waveform.
+    arguments always give the same samples.
+
+    A text with nothing to speak (empty, only whitespace, only punctuation: eSpeak answers with a
+    few milliseconds of digital silence) gives an empty waveform, shape (0,); the other arguments are
+    still checked. Every bad argument is a one-line ``ValueError`` naming it: a text that is not a
+    ``str``, holds a NUL character or an unpaired surrogate; an unknown voice or variant; a rate or
+    pitch that is not an integer in its range (a bool or 175.5 is refused, not rounded).
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    data = _check_text(text)
     _check("rate", rate, *_RATE_RANGE)
     _check("pitch", pitch, *_PITCH_RANGE)
-    if variant is not None and variant not in VARIANTS and variant not in available_variants():
-        raise ValueError(f"variant must be one of eSpeak's voices/!v names (e.g. {', '.join(VARIANTS)}), "
-                         f"got {variant!r}")
+    _check_voice(voice, variant)
     name = voice if variant is None else f"{voice}+{variant}"
-    data = text.encode("utf-8") + b"\0"
     with _LOCK:
         lib = _open(_library_path(), _paths()[1])
         try:
@@ -193,6 +216,8 @@ def synthesize(text: str, voice: str = "en", variant: str | None = None, rate: i
             _close(lib)
     if status != _EE_OK:
         raise RuntimeError(f"eSpeak NG failed to synthesize {text[:40]!r} (error {status})")
+    if not samples.any():  # nothing was said: only the silence eSpeak appends to every utterance
+        samples = samples[:0]
     return samples.astype(np.float32) / 32768.0, SAMPLE_RATE
 
 
@@ -200,7 +225,23 @@ def synthesize(text: str, voice: str = "en", variant: str | None = None, rate: i
 
 def utterance(text: str, voice: str, variant: str | None, rate: int, pitch: int, snr_db: float | None,
               noise_seed: int) -> dict:
-    """The synthesis record of one example: a plain dict (safe to cache) that :func:`render` replays."""
+    """The synthesis record of one example: a plain dict (safe to cache) that :func:`render` replays.
+
+    Checked here rather than at playback, and never rounded (a rate of 175.9 is refused, not stored as
+    175): the arguments of :func:`synthesize`, ``snr_db`` (``None`` or a finite number of dB) and
+    ``noise_seed`` (a non-negative integer). Whether the voice exists is checked when it is spoken.
+    """
+    _check_text(text)
+    _check("rate", rate, *_RATE_RANGE)
+    _check("pitch", pitch, *_PITCH_RANGE)
+    if not (isinstance(voice, str) and voice.strip()):
+        raise ValueError(f"voice must be an eSpeak NG voice name such as 'en', got {voice!r}")
+    if variant is not None and not isinstance(variant, str):
+        raise ValueError(f"variant must be None or a variant name such as 'm3', got {variant!r}")
+    if snr_db is not None and (isinstance(snr_db, (bool, np.bool_)) or not isinstance(
+            snr_db, (int, float, np.integer, np.floating)) or not np.isfinite(snr_db)):
+        raise ValueError(f"snr_db must be None (clean speech) or a finite number of dB, got {snr_db!r}")
+    _check("noise_seed", noise_seed, 0, 2**63 - 1)
     return {"text": text, "voice": voice, "variant": variant, "rate": int(rate), "pitch": int(pitch),
             "snr_db": None if snr_db is None else float(snr_db), "noise_seed": int(noise_seed)}
 
@@ -223,15 +264,21 @@ def featurize(records: list[dict], n_mels: int, max_frames: int, desc: str = "sp
     """Render every record and return padded log-mel features.
 
     Returns ``(x, lengths)``: ``x`` (N, n_mels, max_frames) float32 log-mel (not yet standardized),
-    zero past ``lengths`` (N,) int64; utterances longer than ``max_frames`` are cropped.
+    zero past ``lengths`` (N,) int64; utterances longer than ``max_frames`` are cropped. A record
+    that cannot be featurized (e.g. a text with nothing to speak) is a ``ValueError`` naming its
+    index and text.
     """
-    from magma_teach.data.audio import log_mel, one_thread, pad_features
+    from magma_teach.data.audio import check_n_mels, log_mel, one_thread, pad_features
 
+    check_n_mels(n_mels)  # before any synthesis, so a bad setting fails at once
     feats = []
     with one_thread():
-        for record in progress(records, desc):
+        for i, record in enumerate(progress(records, desc)):
             wave, rate = render(record)
-            feats.append(log_mel(wave, rate, n_mels, max_frames))  # skips audio that would be cropped
+            try:
+                feats.append(log_mel(wave, rate, n_mels, max_frames))  # skips audio that would be cropped
+            except ValueError as err:
+                raise ValueError(f"utterance {i} ({record['text'][:40]!r}, voice {record['voice']!r}): {err}") from None
         return pad_features(feats, max_frames)
 
 
@@ -245,6 +292,7 @@ def speak_target(dataset, index: int) -> tuple[np.ndarray, int]:
     records = dataset.info.get("utterances")
     if records is None:
         raise ValueError(f"dataset {dataset.name!r} has no spoken target (no info['utterances'])")
-    if not (isinstance(index, (int, np.integer)) and -len(records) <= index < len(records)):
+    if isinstance(index, (bool, np.bool_)) or not (isinstance(index, (int, np.integer))
+                                                    and -len(records) <= index < len(records)):
         raise ValueError(f"index must be an integer in [0, {len(records) - 1}], got {index!r}")
     return render(records[int(index)])
