@@ -8,6 +8,10 @@ The score of a repeat is the mean over the tasks; the table reports mean ± std 
 
 A *predictor* is any ``predict(tasks) -> (T, Q)`` label function over stacked tasks, such as
 :func:`magma_teach.magma.finetune_predictor`.
+
+The fixed tasks are checked before anything is drawn (:func:`~magma_teach.data.base.check_tasks`):
+each lists N distinct concepts, the same N for every task. A task that named one concept twice
+would give it two labels and put its query examples into the support set as well.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from magma_teach.data.base import Modality
+from magma_teach.data.base import Modality, check_tasks
 from magma_teach.data.episodes import ClassificationTask, sample_classification_task, stack_tasks
 from magma_teach.evaluate import symmetric_noise
 from magma_teach.utils import check_positive, check_range
@@ -31,8 +35,10 @@ def evaluation_tasks(modality: Modality, tasks: Sequence[Sequence[int]], k_shot:
     """Draw support/query samples for every fixed task and stack them (T, ...).
 
     With ``label_noise`` > 0, the support labels are corrupted with symmetric noise (the query labels
-    stay true: they measure accuracy).
+    stay true: they measure accuracy). ``tasks`` must be a non-empty list of N-way concept lists
+    with N distinct concepts each and one N for all (``ValueError`` otherwise).
     """
+    tasks = _checked_tasks(tasks)
     drawn = [sample_classification_task(modality, concepts, len(concepts), k_shot, n_query, generator,
                                         fixed_concepts=True) for concepts in tasks]
     stacked = stack_tasks(drawn)
@@ -44,8 +50,24 @@ def evaluation_tasks(modality: Modality, tasks: Sequence[Sequence[int]], k_shot:
     return stacked
 
 
+def _checked_tasks(tasks) -> list[list[int]]:
+    tasks = check_tasks(tasks)
+    if not tasks:
+        raise ValueError("tasks must contain at least one evaluation task")
+    return tasks
+
+
+def _checked_shots(shots) -> list[int]:
+    if isinstance(shots, (str, bytes)) or not isinstance(shots, Sequence) or not shots:
+        raise ValueError(f"shots must be a non-empty list of positive integers such as (1, 5, 10), got {shots!r}")
+    for k in shots:
+        check_positive("shots", k, integer=True)
+    return [int(k) for k in shots]
+
+
 def default_query_size(modality: Modality, tasks: Sequence[Sequence[int]], shots: Sequence[int], cap: int = 15) -> int:
     """The largest query size that leaves room for the largest k in every concept (at most ``cap``)."""
+    tasks, shots = _checked_tasks(tasks), _checked_shots(shots)
     fewest = min(int((modality.labels == c).sum()) for task in tasks for c in task)
     n_query = min(cap, fewest - max(shots))
     if n_query < 1:
@@ -57,15 +79,21 @@ def default_query_size(modality: Modality, tasks: Sequence[Sequence[int]], shots
 def run_protocol(predict: Predictor, modality: Modality, tasks: Sequence[Sequence[int]],
                  shots: Sequence[int] = (1, 5, 10), repeats: int = 10, n_query: int | None = None,
                  seed: int = 0, label_noise: float = 0.0) -> pd.DataFrame:
-    """Evaluate ``predict`` on the fixed ``tasks``; one row per (shots, repeat, task) with ``accuracy`` in %."""
+    """Evaluate ``predict`` on the fixed ``tasks``; one row per (shots, repeat, task) with ``accuracy`` in %.
+
+    Everything is checked before the first draw (``ValueError`` naming the argument): ``tasks`` (see
+    the module docstring), ``shots`` (a non-empty list of positive integers), ``n_query`` (``None`` =
+    :func:`default_query_size`, or a positive integer), ``repeats`` and ``label_noise`` in [0, 1].
+    """
     check_positive("repeats", repeats, integer=True)
     check_range("label_noise", label_noise, 0.0, 1.0)
-    if not tasks:
-        raise ValueError("tasks must contain at least one evaluation task")
-    n_query = n_query or default_query_size(modality, tasks, shots)
+    tasks, shots = _checked_tasks(tasks), _checked_shots(shots)
+    if n_query is None:
+        n_query = default_query_size(modality, tasks, shots)
+    else:
+        check_positive("n_query", n_query, integer=True)
     rows = []
     for k in shots:
-        check_positive("shots", k, integer=True)
         for r in range(repeats):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + k * 1_009 + r)
             batch = evaluation_tasks(modality, tasks, k, n_query, generator, label_noise, noise_seed=seed + r)

@@ -94,7 +94,8 @@ def test_splits_and_eval_tasks(small):
 @pytest.mark.parametrize("overrides, field", [
     (dict(languages=["en", "xx"] + CODES[2:]), "languages"), (dict(languages="en"), "languages"),
     (dict(languages=CODES[:10]), "languages"), (dict(languages=CODES + ["fil"]), "languages"),
-    (dict(snr_db=-1.0), "snr_db"), (dict(words=[5, 2]), "words"), (dict(max_chars=0), "max_chars")])
+    (dict(snr_db=-1.0), "snr_db"), (dict(words=[5, 2]), "words"), (dict(max_chars=0), "max_chars"),
+    (dict(n_mels=128), "n_mels")])
 def test_bad_settings_name_the_field(overrides, field, tmp_path):
     with pytest.raises(ValueError, match=field):
         registry.load("languages", cache_dir=tmp_path, **{**SMALL, **overrides})

@@ -89,7 +89,8 @@ def test_speech_of_n_was_synthesized_from_n(small):
 @pytest.mark.parametrize("overrides, field", [
     (dict(low=10, high=20), "high - low + 1"), (dict(low=5), "low"), (dict(high=120), "high"),
     (dict(snr_db=-3.0), "snr_db"), (dict(snr_db=[10.0, 5.0]), "snr_db"), (dict(rate=[50, 100]), "rate"),
-    (dict(per_concept=0), "per_concept"), (dict(variants=["robot"]), "variants"), (dict(seed=-1), "seed")])
+    (dict(per_concept=0), "per_concept"), (dict(variants=["robot"]), "variants"), (dict(seed=-1), "seed"),
+    (dict(n_mels=90), "n_mels must be an integer in [1, 89]"), (dict(n_mels=True), "n_mels")])
 def test_bad_settings_name_the_field(overrides, field, tmp_path):
     seed = overrides.pop("seed", 0)
     with pytest.raises(ValueError, match=re.escape(field)):

@@ -10,6 +10,11 @@ Two kinds of task, both deterministic under a ``torch.Generator``:
 
 Every task of a given configuration has the same tensor shapes, so T of them stack into one batch
 for task-batched Reptile (:func:`stack_tasks`).
+
+Invariants (tested): the N labels of a task name N distinct concepts (strong alignment: N distinct
+concepts; weak: N distinct clusters), and no example is both a support and a query example of one
+task. A concept list with a repeated id is refused, whether the task uses it as given
+(``fixed_concepts=True``) or draws from it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from magma_teach.data.base import Batch, CrossModalDataset, Modality
+from magma_teach.data.base import Batch, CrossModalDataset, Modality, check_concepts
 from magma_teach.utils import check_positive
 
 
@@ -60,18 +65,26 @@ def sample_classification_task(modality: Modality, concepts: Sequence[int], n_wa
     With ``fixed_concepts=True`` the task uses exactly ``concepts`` (``n_way == len(concepts)``), in
     that order, as the fixed evaluation tasks do; otherwise N of them are drawn at random and shuffled.
     Support and query examples of a concept never overlap.
+
+    Raises ``ValueError`` when ``concepts`` repeats an id (:func:`~magma_teach.data.base.check_concepts`),
+    when ``n_way != len(concepts)`` with ``fixed_concepts``, when a fixed concept has no example in
+    ``modality``, and when a concept has fewer than ``k_shot + n_query`` examples.
     """
-    concepts = torch.as_tensor(list(concepts), dtype=torch.long)
+    concepts = torch.as_tensor(check_concepts(concepts), dtype=torch.long)
     device = modality.labels.device
+    if fixed_concepts and n_way != len(concepts):
+        raise ValueError(f"n_way must equal len(concepts) = {len(concepts)} with fixed_concepts=True, got {n_way!r}")
     if not fixed_concepts:  # a split may hold concepts seen in one modality only (CIFAR vs ESC-50 classes)
         concepts = concepts[torch.isin(concepts.to(device), modality.labels).cpu()]
     _check_task(n_way, len(concepts), f"concepts with {modality.kind} examples")
     check_positive("k_shot", k_shot, integer=True)
     check_positive("n_query", n_query, integer=True)
-    chosen = concepts[:n_way] if fixed_concepts else _choose(concepts, n_way, generator)
+    chosen = concepts if fixed_concepts else _choose(concepts, n_way, generator)
     support, query = [], []
     for c in chosen.tolist():
         pool = modality.indices_of(c)
+        if len(pool) == 0:
+            raise ValueError(f"concepts must have {modality.kind} examples, concept {c} has none")
         if k_shot + n_query > len(pool):
             raise ValueError(f"k_shot + n_query must be at most {len(pool)} (examples of concept {c}), "
                              f"got k_shot={k_shot}, n_query={n_query}")
@@ -95,12 +108,14 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
     clusters (``data.clusters``) are drawn; for each, ``n_per_concept`` source and ``n_per_concept``
     target examples of concepts in that cluster, drawn independently; group = cluster.
     ``pairing_noise`` is the fraction of target rows replaced by a random other target row, to study
-    alignment quality (the poster's second finding).
+    alignment quality (the poster's second finding). A ``concepts`` list that repeats an id is a
+    ``ValueError``.
     """
     check_positive("n_per_concept", n_per_concept, integer=True)
     if not 0.0 <= pairing_noise <= 1.0:
         raise ValueError(f"pairing_noise must be in [0, 1], got {pairing_noise}")
-    concepts = torch.as_tensor(list(concepts), dtype=torch.long, device=data.source.labels.device)
+    concepts = torch.as_tensor(check_concepts(concepts, num_classes=data.num_classes), dtype=torch.long,
+                               device=data.source.labels.device)
     if weak:
         src_idx, tgt_idx, groups = _weak_rows(data, concepts, n_way, n_per_concept, generator)
         groups_s = groups_t = groups

@@ -38,7 +38,7 @@ import os
 import numpy as np
 import torch
 
-from magma_teach.data.base import SPLITS, CrossModalDataset, Modality
+from magma_teach.data.base import SPLITS, CrossModalDataset, Modality, check_concepts
 from magma_teach.utils import check_positive
 
 BENCHMARKS = ("numbers", "languages")
@@ -65,6 +65,9 @@ def split_concepts(n_concepts: int, seed: int, n_way: int = 5,
     Sizes follow ``SPLIT_FRACTIONS`` but every split gets at least ``n_way`` concepts, so that an
     ``n_way`` task fits in each; fewer than ``3 * n_way`` concepts is a ``ValueError`` naming ``field``.
     """
+    check_positive("n_way", n_way, integer=True)
+    if isinstance(n_concepts, bool) or not isinstance(n_concepts, (int, np.integer)):
+        raise ValueError(f"{field} must be an integer, got {n_concepts!r}")
     if n_concepts < 3 * n_way:
         raise ValueError(f"{field} must give at least {3 * n_way} concepts ({n_way} per split for "
                          f"{n_way}-way meta_train/val/meta_test tasks), got {n_concepts}")
@@ -77,8 +80,16 @@ def split_concepts(n_concepts: int, seed: int, n_way: int = 5,
 
 def make_eval_tasks(concepts: list[int], n_tasks: int, n_way: int, seed: int) -> list[list[int]]:
     """``n_tasks`` fixed ``n_way``-way tasks over ``concepts`` (seeded): distinct concept sets while
-    there are enough of them, each listed in a random order (that order is the label order)."""
+    there are enough of them, each listed in a random order (that order is the label order).
+
+    Every task holds ``n_way`` distinct concepts. ``concepts`` must not repeat an id and must hold at
+    least ``n_way`` of them (``ValueError`` otherwise).
+    """
     check_positive("n_eval_tasks", n_tasks, integer=True)
+    check_positive("n_way", n_way, integer=True)
+    concepts = check_concepts(concepts)
+    if n_way > len(concepts):
+        raise ValueError(f"n_way must be at most the {len(concepts)} concepts to draw tasks from, got {n_way}")
     gen = rng(seed, STREAM_EVAL_TASKS)
     n_sets = math.comb(len(concepts), n_way)
     seen, tasks = set(), []
@@ -115,7 +126,12 @@ def make_config(defaults: dict, presets: dict, preset: str, seed: int, overrides
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; choose from {sorted(defaults)}")
-    return {**defaults, **presets[preset], **overrides, "preset": preset, "seed": int(seed)}
+    config = {**defaults, **presets[preset], **overrides, "preset": preset, "seed": int(seed)}
+    if "n_mels" in config:  # every audio benchmark: fail here, not after minutes of synthesis
+        from magma_teach.data.audio import check_n_mels
+
+        config["n_mels"] = check_n_mels(config["n_mels"])
+    return config
 
 
 # --- loading by name --------------------------------------------------------------------------------
