@@ -143,3 +143,32 @@ def test_episode_samplers_run_on_it(world):
 def test_bad_knobs_raise_naming_the_field(knobs, field):
     with pytest.raises(ValueError, match=field):
         concept_world(**knobs)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_pair_knobs_do_not_move_the_splits_or_the_eval_tasks(seed):
+    base = concept_world(seed=seed)
+    for knobs in (dict(n_pairs=37), dict(pairing_noise=0.4), dict(pairing="weak"),
+                  dict(pairing="weak", n_pairs=200, pairing_noise=0.1)):
+        other = concept_world(seed=seed, **knobs)
+        assert other.splits == base.splits and other.eval_tasks == base.eval_tasks, knobs
+        assert torch.equal(other.clusters, base.clusters) and torch.equal(other.target.x, base.target.x)
+
+
+def test_splits_depend_on_the_seed():
+    assert concept_world(seed=0).splits["meta_test"] != concept_world(seed=1).splits["meta_test"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_eval_tasks_are_distinct_concepts_and_distinct_sets(seed):
+    world = concept_world(seed=seed, n_eval_tasks=12)
+    test = set(world.splits["meta_test"])
+    for task in world.eval_tasks:
+        assert len(set(task)) == len(task) == 5 and set(task) <= test
+    assert len({frozenset(t) for t in world.eval_tasks}) == 12  # 10 meta-test concepts give 252 sets
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match="seed"):
+        concept_world(seed=seed)

@@ -18,7 +18,9 @@ latent mean, so a cluster is a real semantic group). That gives both kinds of pa
   cluster (eq. 4).
 
 Because we generate the data, every property the paper studies can be turned by one knob: the number
-of pairs, their noise, strong vs weak pairing. Label noise is not a knob here: ``labels`` always hold
+of pairs, their noise, strong vs weak pairing. The concept splits and evaluation tasks come from
+random streams of their own (those of :mod:`~magma_teach.data.registry`), so turning a pair knob
+never changes which concepts are meta-test: a comparison across knobs is over the same tasks. Label noise is not a knob here: ``labels`` always hold
 the true concept ids (the episode samplers rely on them); corrupt task labels at task time with
 :func:`magma_teach.evaluate.symmetric_noise`.
 """
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from magma_teach.data.base import SPLITS, CrossModalDataset, Modality
+from magma_teach.data.registry import STREAM_SPLITS, make_eval_tasks, rng
 from magma_teach.utils import check_positive, check_range
 
 __all__ = ["concept_world"]
@@ -82,7 +86,9 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
             shares. Default 1.0: it is what makes the raw target hard to learn from a few shots,
             while alignment with the source can learn to ignore it. At 0 a scratch encoder is
             already as good as a meta-aligned one (both near the latent ceiling).
-        seed: everything is drawn from one generator with this seed; same seed → identical tensors.
+        seed: a non-negative integer; same seed → identical tensors. The data and pairs come from one
+            generator with this seed, the splits and evaluation tasks from separate streams of it,
+            which depend only on ``seed``, ``num_concepts``, ``splits``, ``n_way`` and ``n_eval_tasks``.
 
     Returns:
         A :class:`CrossModalDataset` named ``"conceptworld"`` with ``"vector"`` modalities. ``info``
@@ -101,7 +107,9 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
     check_positive("target_gain", target_gain)
     if not target_nuisance >= 0:
         raise ValueError(f"target_nuisance must be >= 0, got {target_nuisance!r}")
-    g = torch.Generator().manual_seed(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    g = torch.Generator().manual_seed(int(seed))
 
     clusters = _assign_clusters(num_concepts, num_clusters, g)
     means = _concept_means(clusters, num_clusters, latent_dim, cluster_weight, g)
@@ -124,10 +132,10 @@ def concept_world(num_concepts: int = 40, samples_per_concept: int = 30, latent_
     pairs = _limit_pairs(pairs, labels, n_pairs, g)
     pairs, corrupted = _corrupt_pairs(pairs, len(labels), pairing_noise, g)
 
-    split_ids = _split_concepts(num_concepts, counts, g)
-    test = split_ids["meta_test"]
-    eval_tasks = [[test[i] for i in torch.randperm(len(test), generator=g)[:n_way].tolist()]
-                  for _ in range(n_eval_tasks)]  # n_way distinct meta-test concepts each, in random order
+    # Own streams, not g: the pair knobs above draw from g, and must not move the meta-test concepts.
+    split_ids = _split_concepts(num_concepts, counts, rng(seed, STREAM_SPLITS))
+    # n_way distinct meta-test concepts each, in random order; distinct sets while there are enough
+    eval_tasks = make_eval_tasks(split_ids["meta_test"], n_eval_tasks, n_way, seed)
 
     return CrossModalDataset(
         name="conceptworld", class_names=[f"concept_{c:02d}" for c in range(num_concepts)],
@@ -244,9 +252,9 @@ def _corrupt_pairs(pairs, n_target, rate, g) -> tuple[torch.Tensor, torch.Tensor
     return pairs, corrupted
 
 
-def _split_concepts(num_concepts, counts, g) -> dict[str, list[int]]:
+def _split_concepts(num_concepts, counts, gen: np.random.Generator) -> dict[str, list[int]]:
     """Disjoint random concept splits with ``counts`` concepts each, ids sorted within a split."""
-    order = torch.randperm(num_concepts, generator=g).tolist()
+    order = gen.permutation(num_concepts).tolist()
     out, start = {}, 0
     for name, size in zip(SPLITS, counts):
         out[name] = sorted(order[start:start + size])
