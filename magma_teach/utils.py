@@ -1,13 +1,31 @@
-"""Small helpers every module needs: seeding, device choice, argument checks and progress bars.
+"""Small helpers every module needs: seeding, device choice, argument checks, progress and threads.
 
 The checks raise ``ValueError`` messages that name the field and its allowed range, so a reader who
 passes ``k_shot=50`` to a task with 20 samples per class learns what to change, not where it crashed.
+
+Progress has two layers, both on stderr:
+
+* :func:`phase` — one line per long step, with its elapsed time
+  (``[image-audio] MAGMA: meta-training… done in 21.4 s``), written even when stderr is a pipe or a
+  log file, so a run on a busy machine never sits silent;
+* :func:`progress` — tqdm bars (``tqdm.auto``: text in terminals, widgets in notebooks).
+
+:func:`show_phases` and :func:`show_progress` hold the policy: an explicit ``progress=True/False``
+wins; else ``$MAGMA_TEACH_PROGRESS`` (``0`` silences both, ``1`` forces the lines); else both are
+quiet under CI (``$CI`` set: the book is executed and validated that way, so its stored outputs stay
+free of timings) and bars appear only in a terminal or a notebook.
+
+Threads: :func:`thread_policy` says how many torch threads a run uses, :func:`use_threads` applies it
+for the length of a ``with`` block.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
+import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -46,28 +64,240 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _require_number(name: str, value, kind: str) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a number (not a bool, string or list)."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+
+
 def check_positive(name: str, value, integer: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` > 0 (and an integer when asked)."""
+    """Raise ``ValueError`` naming ``name`` unless ``value`` > 0 (and an integer when asked).
+
+    Text, booleans, lists and ``None`` are refused with the same one-line message, never a ``TypeError``.
+    """
+    kind = "a positive integer (>= 1)" if integer else "positive (> 0)"
     if integer and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _require_number(name, value, f"a number, {kind}")
     if not value > 0:
-        kind = "a positive integer (>= 1)" if integer else "positive (> 0)"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 def check_range(name: str, value, low, high) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``low <= value <= high``."""
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number with ``low <= value <= high``."""
+    _require_number(name, value, f"a number in [{low}, {high}]")
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
-def progress(iterable, desc: str, total: int | None = None, show: bool = True):
-    """A tqdm progress bar over ``iterable`` on stderr, shown only when ``show`` is true and a person is
-    watching: silent under CI (``$CI`` set) or when stderr is not a terminal."""
-    import sys
+# --------------------------------------------------------------------------- progress
 
+PROGRESS_ENV = "MAGMA_TEACH_PROGRESS"
+
+
+def progress_env() -> bool | None:
+    """``$MAGMA_TEACH_PROGRESS`` read: ``False`` for 0/false/no/off, ``True`` for 1/true/yes/on, ``None``
+    when unset, empty or ``auto``; any other value is a ``ValueError`` naming the variable."""
+    value = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"${PROGRESS_ENV} must be 0, 1 or auto, got {os.environ[PROGRESS_ENV]!r}")
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (a notebook, Colab), where tqdm.auto draws widgets."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def show_phases(progress: bool | None = None) -> bool:
+    """Whether :func:`phase` writes its lines: ``progress`` when given, else ``$MAGMA_TEACH_PROGRESS``,
+    else yes unless ``$CI`` is set. Terminals, pipes, log files and notebooks all get the lines."""
+    if progress is not None:
+        return bool(progress)
+    env = progress_env()
+    if env is not None:
+        return env
+    return not os.environ.get("CI")
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether tqdm bars are drawn: ``progress`` when given; else never with ``$MAGMA_TEACH_PROGRESS=0`` or
+    ``$CI`` set, and otherwise only when stderr is a terminal or the code runs in a notebook kernel
+    (a bar in a pipe or log file is a stream of carriage returns, not information)."""
+    if progress is not None:
+        return bool(progress)
+    if progress_env() is False or os.environ.get("CI"):
+        return False
+    return sys.stderr.isatty() or _in_notebook()
+
+
+def progress(iterable, desc: str, total: int | None = None, show: bool = True):
+    """A tqdm bar over ``iterable`` on stderr; ``show=False`` turns it off, else :func:`show_progress` decides."""
     from tqdm.auto import tqdm
 
-    quiet = not show or bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, total=total, disable=quiet, leave=False)
+    return tqdm(iterable, desc=desc, total=total, disable=not (show and show_progress(None)), leave=False)
 
+
+_PHASES: list[str] = []  # labels of the phases now running, outermost first
+_open_line: list[str] = []  # the phase whose "label… " line waits for its "done in" (at most one)
+
+
+def _write(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _close_open_line() -> None:
+    if _open_line:
+        _write("\n")
+        _open_line.clear()
+
+
+@contextmanager
+def phase(label: str, progress: bool | None = None):
+    """Report one long step on stderr: ``with phase("MAGMA: meta-training"): ...``.
+
+    Writes one line, ``"<outer labels> <label>… done in 21.4 s"``, where the outer labels are those of
+    the enclosing phases (the runner opens ``[image-audio]``, so a phase opened inside it reads
+    ``[image-audio] MAGMA: meta-training… done in 21.4 s``). Without bars the line's start (``label… ``)
+    is written and flushed when the step begins, so ``tail -f`` shows what runs now; with bars (a
+    terminal) the bar shows that, and the whole line comes at the end, above the bars. If the step
+    raises (Ctrl-C included) the open line is ended and no "done" is written. Whether anything is
+    written follows :func:`show_phases` (``progress``: ``True``/``False``/``None`` = automatic).
+    """
+    full = " ".join([*_PHASES, label])
+    show = show_phases(progress)
+    bars = show and show_progress(progress)
+    if show and not bars:
+        _close_open_line()
+        _write(f"{full}… ")
+        _open_line.append(full)
+    _PHASES.append(label)
+    start = time.perf_counter()
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        _PHASES.pop()
+        if show and finished:
+            done = f"done in {time.perf_counter() - start:.1f} s"
+            if _open_line == [full]:
+                _write(done + "\n")
+                _open_line.clear()
+            else:
+                _close_open_line()
+                if bars:
+                    from tqdm.auto import tqdm
+
+                    tqdm.write(f"{full}… {done}", file=sys.stderr)
+                else:
+                    _write(f"{full}… {done}\n")
+        elif show:
+            _close_open_line()
+
+
+# --------------------------------------------------------------------------- threads
+
+THREADS_ENV = "MAGMA_TEACH_THREADS"
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before anyone changes it: one per core, or $OMP_NUM_THREADS
+
+# The candidate policies for how many torch threads a run uses (see benchmarks/threads.py for the
+# measurements that choose between them):
+#   "torch" - torch's own default: one thread per core (or $OMP_NUM_THREADS). Fastest on an idle
+#             machine; on a busy one the threads wait for each other at every parallel region.
+#   "one"   - a single thread: never oversubscribed, slower on an idle machine.
+#   "free"  - the cores not busy when the run starts: cores minus the 1-minute load average,
+#             at least 1. Adapts to load, but the thread count (and so possibly the last digits of the
+#             results) then depends on what else ran; it is recorded in every results JSON.
+THREAD_POLICIES = ("torch", "one", "free")
+DEFAULT_THREAD_POLICY = "torch"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def thread_policy(threads: int | str | None = None) -> int:
+    """The number of torch threads a run should use.
+
+    ``threads``: a positive integer (used as is) or one of :data:`THREAD_POLICIES`; ``None`` reads
+    ``$MAGMA_TEACH_THREADS`` (an integer or a policy name), else :data:`DEFAULT_THREAD_POLICY`.
+    A bad value is a ``ValueError`` naming where it came from.
+    """
+    source = "threads"
+    if threads is None and os.environ.get(THREADS_ENV, "").strip():
+        threads, source = os.environ[THREADS_ENV].strip(), f"${THREADS_ENV}"
+    if threads is None:
+        threads = DEFAULT_THREAD_POLICY
+    if isinstance(threads, str) and threads.isdigit():
+        threads = int(threads)
+    if isinstance(threads, str):
+        if threads not in THREAD_POLICIES:
+            raise ValueError(f"{source} must be a positive integer or one of {', '.join(THREAD_POLICIES)}, "
+                             f"got {threads!r}")
+        if threads == "torch":
+            return _TORCH_DEFAULT_THREADS
+        if threads == "one":
+            return 1
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return max(1, min(_cores(), round(_cores() - load)))
+    check_positive(source, threads, integer=True)
+    return int(threads)
+
+
+@contextmanager
+def use_threads(n: int):
+    """Run the ``with`` block with ``n`` torch intra-op threads; the previous count is restored after."""
+    check_positive("threads", n, integer=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- output locations
+
+def check_writable_dir(name: str, path) -> None:
+    """``ValueError`` naming ``name`` unless ``path`` is a folder this process can write into, or can be
+    created as one (its nearest existing ancestor is a writable folder). Nothing is created.
+
+    The check writes and removes an unnamed temporary file, so it also holds for root, read-only
+    mounts and ACLs, where permission bits alone would mislead.
+    """
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise ValueError(f"{name} {str(path)!r} goes through a dangling link at {str(probe)!r}")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"lies under {str(probe)!r}, which is a file"
+        raise ValueError(f"{name} must be a folder, but {str(path)!r} {where}; choose a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        what = "" if probe == path else f" (it would be created in {str(probe)!r})"
+        raise ValueError(f"{name} {str(path)!r} is not writable{what}: {err.strerror or err}; "
+                         f"choose a folder you can write to") from None
