@@ -10,13 +10,19 @@ import torch
 from magma_teach.baselines import TrainedApproach, train_approach
 from magma_teach.data.base import CrossModalDataset
 from magma_teach.experiments.presets import FULL_DATA, Preset, magma_config
-from magma_teach.magma import MagmaConfig, finetune_predictor, show_progress
+from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
+from magma_teach.utils import phase, show_progress
 
 
 @dataclass
 class Context:
-    """Everything a runner needs: preset, device, seed, data choice, cache and progress settings."""
+    """Everything a runner needs: preset, device, seed, data choice, cache and progress settings.
+
+    ``datasets`` fills up as the runner loads benchmarks: name → ``{"config": the full generation
+    config, "n_way": …, "eval_tasks": …}``; the results JSON records it, and the printed caption reads
+    the task size and count from it.
+    """
 
     preset: Preset
     device: torch.device
@@ -25,24 +31,73 @@ class Context:
     cache_dir: str | None = None
     progress: bool | None = None
     data_settings: dict = field(default_factory=dict)  # changes to the benchmark's config (``--set``)
+    datasets: dict = field(default_factory=dict)
 
-    def benchmark(self, name: str, needs_pairs: bool = False) -> CrossModalDataset:
-        """The dataset a runner asks for by its offline ``name``; with ``data="full"`` its real counterpart
-        (:data:`FULL_DATA`), downloaded on first use. ``needs_pairs``: the runner needs instance pairs."""
-        from magma_teach.data.registry import FULL_BENCHMARKS, load
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds: ``seed, seed + 1, …`` (``preset.train_seeds`` of them; 1 if the preset has none)."""
+        return list(range(self.seed, self.seed + int(getattr(self.preset, "train_seeds", 1))))
 
-        if self.data == "full" and needs_pairs:  # checked before any download
+    def benchmark_name(self, name: str, needs_pairs: bool = False) -> str:
+        """The benchmark actually loaded for the offline ``name``: itself, or with ``data="full"`` its real
+        counterpart (:data:`FULL_DATA`). ``ValueError`` when that is impossible (checked before any work)."""
+        from magma_teach.data.registry import FULL_BENCHMARKS
+
+        if self.data == "full" and needs_pairs:
             raise ValueError("this experiment needs instance pairs, which the full image→audio data "
                              "(CIFAR/ESC-50, weak pairs only) does not have; use --data offline")
         if self.data == "full" and name not in FULL_BENCHMARKS:
             if name not in FULL_DATA:
                 raise ValueError(f"this experiment runs on {name!r} only; it has no full-data version "
                                  f"(use --data offline)")
-            name = FULL_DATA[name]
+            return FULL_DATA[name]
+        return name
+
+    def benchmark_config(self, name: str, needs_pairs: bool = False) -> tuple[str, dict]:
+        """``(benchmark name, its full generation config)`` for the offline ``name``, with the preset's
+        data overrides and ``data_settings`` applied and validated. Nothing is generated or downloaded,
+        so a runner (or :func:`~magma_teach.experiments.run`, before any work) can call it to refuse a
+        bad ``--set`` key or value in one line (``ValueError`` naming the setting)."""
+        name = self.benchmark_name(name, needs_pairs)
         overrides = {**(self.preset.data_overrides.get(name, {}) if self.data == "offline" else {}),
                      **self.data_settings}
-        data = load(name, preset="full" if self.preset.data == "full" else "quick", seed=self.seed,
-                    cache_dir=self.cache_dir, progress=show_progress(self.progress), **overrides)
+        return name, self.generation_config(name, self._data_preset, self.seed, overrides)
+
+    @staticmethod
+    def generation_config(name: str, preset: str, seed: int, settings: dict) -> dict:
+        """The validated generation config of benchmark ``name`` with ``settings`` (``--set``); nothing is built.
+
+        A key that is not a setting of the benchmark (``seed``, ``preset`` and ``cache_dir`` included:
+        they have options of their own) is refused in the registry's words, and a value of the wrong kind
+        is a ``ValueError`` too, never a ``TypeError``.
+        """
+        from magma_teach.data.registry import _module
+
+        module = _module(name)
+        unknown = sorted(set(settings) - set(module.DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; choose from {sorted(module.DEFAULTS)}")
+        try:
+            return module.make_config(preset=preset, seed=seed, **settings)
+        except TypeError as err:  # a value of the wrong kind that a check compared before looking at its type
+            raise ValueError(f"a setting of {name} has a value of the wrong kind ({err}); settings given: {settings}") from None
+
+    @property
+    def _data_preset(self) -> str:
+        return "full" if self.preset.data == "full" else "quick"
+
+    def benchmark(self, name: str, needs_pairs: bool = False) -> CrossModalDataset:
+        """The dataset a runner asks for by its offline ``name``; with ``data="full"`` its real counterpart
+        (:data:`FULL_DATA`), downloaded on first use. ``needs_pairs``: the runner needs instance pairs."""
+        from magma_teach.data.registry import load
+
+        name, config = self.benchmark_config(name, needs_pairs)  # checked before any download
+        overrides = {**(self.preset.data_overrides.get(name, {}) if self.data == "offline" else {}),
+                     **self.data_settings}
+        with phase(f"{name} data: load or generate", self.progress):
+            data = load(name, preset=self._data_preset, seed=self.seed, cache_dir=self.cache_dir,
+                        progress=show_progress(self.progress), **overrides)
+        self.datasets[name] = {"config": config, "n_way": len(data.eval_tasks[0]), "eval_tasks": len(data.eval_tasks)}
         return data.to(self.device)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 import pandas as pd
@@ -23,11 +24,10 @@ def tradeoff(ctx: Context) -> tuple[pd.DataFrame, dict]:
     3. weak pairs (cluster level) of growing number against supervised target meta-learning (the
        Oracle's recipe) with a fixed number of target labels.
     """
-    if ctx.data == "full":
-        raise ValueError("tradeoff runs on the synthetic concept world only (use --data offline)")
+    check_settings(ctx)  # --data and --set, before any training
     preset = replace(ctx.preset, shots=(5,))
     ctx = replace(ctx, preset=preset)
-    base = dict(seed=ctx.seed)
+    base = dict(seed=ctx.seed, **world_settings(ctx))
     rows = []
 
     def magma_score(pairs_per_concept=None, **world):
@@ -62,6 +62,80 @@ def tradeoff(ctx: Context) -> tuple[pd.DataFrame, dict]:
         rows.append({"study": "weak vs supervised", "x": n_labels, "approach": f"supervised target ({n_labels} labels)",
                      "mean": row["mean"], "std": row["std"]})
     return pd.DataFrame(rows), {}
+
+
+# The concept-world knobs the study turns itself; every other keyword of concept_world can be --set.
+SWEPT = {"n_pairs": "the preset's tradeoff_pairs", "pairing_noise": "the preset's tradeoff_noise",
+         "pairing": "strong and weak pairs in turn", "seed": "--seed"}
+
+
+def world_settings(ctx: Context) -> dict:
+    """``ctx.data_settings`` checked as keyword arguments of :func:`~magma_teach.data.conceptworld.concept_world`.
+
+    A key that is not a keyword of it is refused as unknown, a knob the study sweeps is refused
+    (``--set n_pairs=…`` would be overwritten by the sweep), and a value of the wrong kind is refused
+    naming the key; ranges are checked by :func:`check_settings`.
+    """
+    defaults = {k: p.default for k, p in inspect.signature(concept_world).parameters.items()}
+    settable = sorted(set(defaults) - set(SWEPT))
+    unknown = sorted(set(ctx.data_settings) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; choose from {settable}")
+    swept = sorted(set(ctx.data_settings) & set(SWEPT))
+    if swept:
+        raise ValueError(f"tradeoff sets {', '.join(swept)} itself ({'; '.join(SWEPT[k] for k in swept)}); "
+                         f"choose from {settable}")
+    settings = {}
+    for key, value in ctx.data_settings.items():
+        settings[key] = _typed(key, value, defaults[key])
+    return settings
+
+
+def _typed(key: str, value, default):
+    """``value`` if it has the kind of ``default`` (integers for integers, numbers for floats, a list of
+    three fractions for ``splits``), else a ``ValueError`` naming ``key``."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, int):
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if not number:
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not (isinstance(value, (list, tuple)) and len(value) == len(default)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise ValueError(f"{key} must be a list of {len(default)} numbers such as {list(default)}, got {value!r}")
+        return tuple(float(v) for v in value)
+    if not isinstance(value, type(default)):
+        raise ValueError(f"{key} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def check_settings(ctx: Context) -> None:
+    """Refuse bad ``--set`` keys or values before any training: type checks, then every concept world the
+    study will build, built once (milliseconds each), so a range error (``num_concepts=5``,
+    ``noise=-1``, fewer samples than the largest pair count) is a one-line ``ValueError`` now."""
+    if ctx.data == "full":
+        raise ValueError("tradeoff runs on the synthetic concept world only (use --data offline)")
+    base = dict(seed=ctx.seed, **world_settings(ctx))
+    preset = ctx.preset
+    variants = [{}, *[{"n_pairs": n} for n in preset.tradeoff_pairs],
+                *[{"pairing_noise": r} for r in preset.tradeoff_noise],
+                *[{"pairing": "weak", "n_pairs": n} for n in preset.tradeoff_pairs]]
+    worlds = []
+    for changes in variants:
+        try:
+            worlds.append(concept_world(**base, **changes))
+        except TypeError as err:
+            raise ValueError(f"a tradeoff setting has a value of the wrong kind ({err}); "
+                             f"settings given: {ctx.data_settings}") from None
+    world = worlds[0]  # the study's base world; each part changes one knob of it
+    ctx.datasets["conceptworld"] = {"config": world.info["config"], "n_way": len(world.eval_tasks[0]),
+                                    "eval_tasks": len(world.eval_tasks)}
 
 
 def _labeled_subset(data: CrossModalDataset, n_labels: int, seed: int) -> CrossModalDataset:
