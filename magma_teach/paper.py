@@ -3,7 +3,8 @@
 The datasets differ: the paper used CIFAR-10/100 → ESC-50 (image → audio), CMU Wilderness (text →
 speech, 99 languages) and Yummly-28K recipes (text → image); this package's offline benchmarks are
 handwritten numbers → eSpeak NG speech and wordfreq sentences → eSpeak NG speech in 41 languages.
-The side-by-side tables show whether the same *pattern* appears, not the same values.
+The side-by-side tables show whether the same *pattern* appears, not the same values;
+:func:`pattern_sentences` says in words, computed from both sets of numbers, where the patterns agree.
 """
 
 from __future__ import annotations
@@ -75,6 +76,112 @@ def beside_paper(ours: pd.DataFrame, experiment: str, data: str = "offline") -> 
         suffixes=(" (ours)", " (paper)"), sort=False)
     order = {a: i for i, a in enumerate(dict.fromkeys([*ours["approach"], *paper["approach"]]))}
     merged = merged.sort_values(["approach", "shots"], key=lambda col: col.map(order) if col.name == "approach" else col)
-    merged = merged.reset_index(drop=True)
+    merged = merged.reset_index(drop=True).fillna("—")  # a k one side did not run
     merged.attrs["note"] = NOTE_FULL if data == "full" else NOTE
     return merged
+
+
+PAPER_TABLES = {"image-audio": ("Table 2", TABLE2_IMAGE_AUDIO), "text-speech": ("Table 4", TABLE4_TEXT_SPEECH),
+                "text-image": ("the poster's recipe table", POSTER_RECIPES)}
+
+
+def pattern_sentences(ours: pd.DataFrame, experiment: str) -> list[str]:
+    """One sentence per comparison with the paper, computed from our rows and the paper's numbers.
+
+    Few-shot tables (``image-audio``, ``text-speech``, ``text-image``): which approach without target
+    labels leads at each k, ours against the paper's; and whether MAGMA is ahead of or behind the
+    Oracle (which reads target labels) at each k. ``retrieval``: the order of No align, Align and
+    MAGMA by R@1 at each K. Only k (or K) values both sides have are compared; other experiments have
+    no paper numbers here and give ``[]``.
+    """
+    if experiment in PAPER_TABLES:
+        name, table = PAPER_TABLES[experiment]
+        paper = paper_rows(table)
+        return [_leader_sentence(ours, paper, name), _oracle_sentence(ours, paper, name)]
+    if experiment == "retrieval":
+        return [_retrieval_sentence(ours)]
+    return []
+
+
+def _common(ours: pd.DataFrame, paper: pd.DataFrame, column: str) -> list:
+    return sorted(set(ours[column]) & set(paper[column]))
+
+
+def _ks(values, symbol: str = "k") -> str:
+    return f"{symbol} = " + ", ".join(str(v) for v in values)
+
+
+def _leader_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
+    """Which approach without target labels has the best mean at each k: same or not, with our numbers."""
+    unlabeled = set(paper.loc[paper["target_labels"] == 0, "approach"]) & set(ours["approach"])
+    if "target_labels" in ours:
+        unlabeled &= set(ours.loc[ours["target_labels"] == 0, "approach"])
+    shots = _common(ours, paper, "shots")
+    if not shots or not unlabeled:
+        return f"No k or approach in common with the paper's {name}, so no pattern to compare."
+    same, different = [], []
+    for k in shots:
+        mine = ours[(ours["shots"] == k) & ours["approach"].isin(unlabeled)].set_index("approach")
+        theirs = paper[(paper["shots"] == k) & paper["approach"].isin(unlabeled)].set_index("approach")
+        lead, paper_lead = mine["mean"].idxmax(), theirs["mean"].idxmax()
+        if lead == paper_lead:
+            same.append((k, lead))
+        else:
+            gap = mine.loc[lead, "mean"] - mine.loc[paper_lead, "mean"]
+            spread = max(mine.loc[lead, "std"], mine.loc[paper_lead, "std"])
+            within = " (within one std)" if gap <= spread else ""
+            different.append(f"k = {k}: ours is {lead} with {mine.loc[lead, 'mean']:.1f}, where the paper's "
+                             f"leader {paper_lead} has {mine.loc[paper_lead, 'mean']:.1f}{within}")
+    head = f"Best approach without target labels, against the paper's {name}: "
+    if not different:
+        leaders = "; ".join(f"{a} at k = {k}" for k, a in same)
+        return head + f"the same at every k ({leaders})."
+    if not same:
+        return head + "different at every k (" + "; ".join(different) + ")."
+    leaders = ", ".join(f"{a} at k = {k}" for k, a in same)
+    return head + f"the same at {_ks([k for k, _ in same])} ({leaders}), different at " + "; ".join(different) + "."
+
+
+def _oracle_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
+    """MAGMA ahead of, level with or behind the Oracle at each k, ours against the paper's."""
+    if not {"MAGMA", "Oracle"} <= set(ours["approach"]):
+        return f"MAGMA or the Oracle is missing from our rows: no order to compare with the paper's {name}."
+    shots = _common(ours, paper, "shots")
+    if not shots:
+        return f"No k in common with the paper's {name}."
+
+    def place(frame, k) -> str:
+        at = frame[frame["shots"] == k].set_index("approach")["mean"]
+        return "ahead" if at["MAGMA"] > at["Oracle"] else "behind" if at["MAGMA"] < at["Oracle"] else "level"
+
+    match = [k for k in shots if place(ours, k) == place(paper, k)]
+    differ = [k for k in shots if k not in match]
+    parts = [f"{place(ours, k)} at k = {k} in both" for k in match]
+    parts += [f"{place(ours, k)} at k = {k} in ours but {place(paper, k)} in the paper" for k in differ]
+    verdict = ("the same pattern as" if not differ else "a different pattern from" if not match
+               else "partly the pattern of")
+    return (f"MAGMA against the Oracle (which reads target labels): {'; '.join(parts)}; "
+            f"{verdict} the paper's {name}.")
+
+
+def _retrieval_sentence(ours: pd.DataFrame) -> str:
+    """The order of No align, Align and MAGMA by R@1 at each K, ours against Table 3."""
+    ks = sorted(set(ours["K"]) & set(TABLE3_RETRIEVAL))
+    if not ks:
+        return (f"No K in common with the paper's Table 3 (ours: {_ks(sorted(set(ours['K'])), 'K')}; "
+                f"paper: {_ks(sorted(TABLE3_RETRIEVAL), 'K')}), so no pattern to compare.")
+    same, different = [], []
+    for k in ks:
+        mine = ours[ours["K"] == k].set_index("experiment")["R@1"]
+        theirs = pd.Series({e: v[0] for e, v in TABLE3_RETRIEVAL[k].items()})
+        names = [e for e in theirs.index if e in mine.index]
+        order = " > ".join(mine[names].sort_values(ascending=False, kind="stable").index)
+        paper_order = " > ".join(theirs[names].sort_values(ascending=False, kind="stable").index)
+        if order == paper_order:
+            same.append(f"K = {k} ({order})")
+        else:
+            different.append(f"K = {k} (ours {order}; the paper's {paper_order})")
+    text = "Order by R@1 against the paper's Table 3: "
+    text += "; ".join(filter(None, ["the same at " + ", ".join(same) if same else "",
+                                     "different at " + ", ".join(different) if different else ""]))
+    return text + "."

@@ -1,11 +1,21 @@
-"""Tables for people: each experiment's tidy rows laid out the way the paper prints them."""
+"""Tables for people: each experiment's tidy rows laid out the way the paper prints them, with a caption
+that says what the numbers are and sentences, computed from the numbers, that say where the pattern
+matches the paper's."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from magma_teach.experiments import ExperimentResult, paper_layout
-from magma_teach.paper import beside_paper
+from magma_teach.paper import beside_paper, pattern_sentences
+
+# What varies along the rows of experiments whose rows are not one approach per k.
+_ROW_NOTES = {
+    "noisy-labels": "noise: fraction of target labels replaced by a uniformly random other label",
+    "tradeoff": "k = 5; x is the number of pairs, the pairing-noise fraction or the number of target labels "
+                "(see study)",
+    "strong-weak": "strong pairs: an image with its own utterance; weak pairs: any two items of one decade",
+}
 
 
 def retrieval_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -22,8 +32,46 @@ def noise_table(rows: pd.DataFrame) -> pd.DataFrame:
                                               aggfunc="first")
 
 
+def _count(rows: pd.DataFrame, column: str, fallback) -> int | None:
+    """A count the rows carry (``seeds``, ``repeats``), else ``fallback``."""
+    if column in rows and len(rows):
+        return int(rows[column].max())
+    return fallback
+
+
+def _plural(n, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def caption(result: ExperimentResult) -> str:
+    """One line: the metric and its unit, what ± is, and how many tasks, evaluation draws and seeds."""
+    rows = result.rows
+    data = next(iter(result.datasets.values()), {})
+    n_way, n_tasks = data.get("n_way"), data.get("eval_tasks")
+    seeds = _count(rows, "seeds", len(result.seeds) or 1)
+    if "R@1" in rows:
+        return (f"{result.experiment} ({result.preset} preset, {result.data} data): R@k = % of spoken queries whose "
+                f"own image ranks in the top k of the held-out images; rank = median rank of that image (ties "
+                f"share their mean place); cos = cosine alignment loss; K = adaptation pairs per unseen "
+                f"number; one adaptation per K, {_plural(seeds, 'training seed')}, so no ± is measured.")
+    if "mean" not in rows:
+        return f"{result.experiment} ({result.preset} preset, {result.data} data)."
+    repeats = _count(rows, "repeats", result.settings.get("repeats"))
+    way = f"{n_way}-way " if n_way else ""
+    tasks = f"; each draw averages {_plural(n_tasks, 'fixed task')} of unseen classes" if n_tasks else ""
+    if (repeats or 1) * seeds == 1:
+        spread = "± is 0: one evaluation draw of one training seed, so no spread is measured (use --preset quick)"
+    else:
+        spread = (f"± = std over {_plural(seeds, 'training seed')} × {_plural(repeats, 'evaluation draw')}"
+                  if repeats else f"± = std over {_plural(seeds, 'training seed')} and the evaluation draws")
+    note = f"; {_ROW_NOTES[result.experiment]}" if result.experiment in _ROW_NOTES else ""
+    return (f"{result.experiment} ({result.preset} preset, {result.data} data): {way}few-shot accuracy on the "
+            f"target modality in %, mean ± std; k = labeled examples per class; {spread}{tasks}{note}.")
+
+
 def format_result(result: ExperimentResult) -> str:
-    """The result as printable text: the paper-style table (and our numbers beside the paper's)."""
+    """The result as printable text: caption, the paper-style table, ours beside the paper's, and one
+    computed sentence per comparison with the paper."""
     rows, name = result.rows, result.experiment
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         if name in ("image-audio", "text-speech", "text-image", "strong-weak"):
@@ -33,9 +81,11 @@ def format_result(result: ExperimentResult) -> str:
                 text += "\n\nBeside the paper:\n" + beside.to_string(index=False) + "\n" + beside.attrs["note"]
             if "predictions" in result.extras:
                 text += "\n\nSample predictions after 5 shots:\n" + result.extras["predictions"].to_string(index=False)
-            return text
-        if name == "retrieval":
-            return retrieval_table(rows).to_string(index=False)
-        if name == "noisy-labels":
-            return noise_table(rows).to_string()
-        return rows.round(1).to_string(index=False)
+        elif name == "retrieval":
+            text = retrieval_table(rows).to_string(index=False)
+        elif name == "noisy-labels":
+            text = noise_table(rows).to_string()
+        else:
+            text = rows.round(1).to_string(index=False)
+    sentences = pattern_sentences(rows, name)
+    return caption(result) + "\n\n" + text + ("\n\n" + "\n".join(sentences) if sentences else "")
