@@ -1,5 +1,12 @@
+"""``python -m magma_teach``: the command line of :mod:`magma_teach.cli`."""
+
 import sys
 
-from magma_teach.cli import main
+try:
+    from magma_teach.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C while Python was still importing: one line, as during a run
+    sys.stderr.write("python -m magma_teach: interrupted (Ctrl-C)\n")
+    code = 130
+sys.exit(code)

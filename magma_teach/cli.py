@@ -1,14 +1,22 @@
-"""``python -m magma_teach …``: build or download data, and run the paper's experiments.
+"""The command line, ``python -m magma_teach``: build or download data, and run the paper's experiments.
 
-Bad arguments exit with code 2 and one line naming the problem, never a traceback; a download that
-fails (no network, wrong checksum, unsafe archive) exits with code 1 and one line naming the dataset.
+Exit codes: 0 done; 1 a download failed (no network, wrong checksum, unsafe archive) or the disk
+refused a write; 2 a bad argument or setting, found before any work, in one line naming it (never a
+traceback); 130 interrupted by Ctrl-C (results and cache files are written whole or not at all).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+PROG = "python -m magma_teach"
+DESCRIPTION = "Build or download the benchmarks, and run the experiments of the MAGMA paper."
+EPILOG = ("exit codes: 0 done; 1 a download or a write failed; 2 a bad argument (found before any work); "
+          "130 interrupted.\nenvironment: MAGMA_TEACH_CACHE (cache folder), MAGMA_TEACH_THREADS (torch threads), "
+          "MAGMA_TEACH_PROGRESS (0 = no progress lines), MAGMA_TEACH_MIRROR (download mirror).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,14 +27,48 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
+def _seed(text: str) -> int:
+    from magma_teach.experiments.runner import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text!r}")
+    return value
+
+
+def _threads(text: str) -> int | str:
+    from magma_teach.utils import thread_policy
+
+    try:
+        thread_policy(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("threads ")) from None
+    return int(text) if text.isdigit() else text
+
+
+def _add_common(parser: argparse.ArgumentParser, presets: list[str]) -> None:
+    parser.add_argument("--preset", default="quick", choices=presets,
+                        help="sizes of the run: " + ", ".join(presets) + " (default: quick)")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the data and the first training seed (default: 0)")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="cache folder; overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="change one setting of the benchmark (VALUE is read as JSON if it parses, else as "
-                             "text), e.g. --set per_language=40 or --set folder=/data/Yummly28K; repeatable")
+                             "text), e.g. --set per_language=40 or --set folder=/data/Yummly28K; repeatable; "
+                             "an unknown key or bad value stops the run before any work")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m magma_teach", description=__doc__.splitlines()[0])
+    from magma_teach import __version__
+    from magma_teach.experiments import EXPERIMENTS, PRESETS
+    from magma_teach.utils import THREAD_POLICIES
+
+    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"magma_teach {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="generate or download (or load from the cache) a benchmark and describe it")
@@ -34,36 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--download", action="store_true",
                       help="fetch and verify a full-data benchmark (needs internet; large)")
     data.add_argument("--info", action="store_true", help="print classes, splits, sample rate, shapes, cache path")
-    _add_settings(data)
-    data.add_argument("--preset", default="quick", choices=["quick", "full"])
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
+    _add_common(data, ["quick", "full"])
 
-    from magma_teach.experiments import EXPERIMENTS, PRESETS
-
-    run = sub.add_parser("run", help="run one experiment (a table or figure of the paper)")
+    run = sub.add_parser("run", help="run one experiment (a table or figure of the paper)",
+                         description="Run one experiment, print its table beside the paper's and write "
+                                     "OUT/<experiment>_<preset>_<data>_seed<N>.json and .csv.")
     run.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT",
                      help="one of: " + ", ".join(EXPERIMENTS))
-    run.add_argument("--preset", default="quick", choices=[p for p in PRESETS if p != "tiny"] + ["tiny"],
-                     help="quick (CPU, minutes; default) or full (the paper's protocol, for a GPU)")
-    run.add_argument("--data", default="offline", choices=["offline", "full"])
+    _add_common(run, list(PRESETS))
+    run.add_argument("--data", default="offline", choices=["offline", "full"],
+                     help="offline: generated benchmarks (default); full: the paper's datasets (downloads)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", default="results", help="folder for <experiment>.json and .csv (default: results)")
-    run.add_argument("--cache-dir", default=None, help="overrides $MAGMA_TEACH_CACHE and ~/.cache/magma_teach")
-    _add_settings(run)
+    run.add_argument("--out", default="results", metavar="DIR", help="folder for the result files (default: results)")
+    run.add_argument("--force", action="store_true", help="replace a result of the same name")
+    run.add_argument("--threads", type=_threads, default=None, metavar="N|POLICY",
+                     help="torch threads: a number or one of " + ", ".join(THREAD_POLICIES)
+                          + " (default: $MAGMA_TEACH_THREADS, else the package's default)")
 
     sub.add_parser("list", help="list the experiments, one line each")
     return parser
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``["per_language=40", "folder=/x"]`` → ``{"per_language": 40, "folder": "/x"}`` (JSON values, else text)."""
+    """``["per_language=40", "folder=/x"]`` → ``{"per_language": 40, "folder": "/x"}`` (JSON values, else text).
+
+    ``ValueError`` for a pair without ``=`` or a key, and for a key given twice (the second would
+    silently win).
+    """
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key in settings:
+            raise ValueError(f"--set gives {key!r} twice; give each key once")
         try:
             settings[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -71,26 +118,39 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
+def _check_cache(cache_dir) -> None:
+    """The cache folder the command will write to, checked before any work (``ValueError``)."""
+    from magma_teach.data.cache import ENV_VAR, cache_root
+    from magma_teach.utils import check_writable_dir
+
+    name = "--cache-dir" if cache_dir is not None else f"${ENV_VAR}" if os.environ.get(ENV_VAR) else \
+        "the default cache folder (set --cache-dir or $MAGMA_TEACH_CACHE)"
+    check_writable_dir(name, cache_root(cache_dir))
+
+
 def _data(args) -> int:
     from magma_teach.data.registry import BENCHMARKS, FULL_BENCHMARKS, info_lines, load
 
     names = [*BENCHMARKS, *FULL_BENCHMARKS, "cifar"]
     if args.name not in names:
-        sys.stderr.write(f"python -m magma_teach data: error: unknown benchmark {args.name!r}; "
-                         f"choose from {', '.join(names)}\n")
-        return 2
+        raise ValueError(f"unknown benchmark {args.name!r}; choose from {', '.join(names)}")
     if args.name not in BENCHMARKS and not args.download:
-        sys.stderr.write(f"python -m magma_teach data: error: {args.name} is full data (a large download): add "
-                         f"--download to fetch and verify it, or use the offline 'numbers' or 'languages'\n")
-        return 2
+        raise ValueError(f"{args.name} is full data (a large download): add --download to fetch and verify it, "
+                         f"or use the offline 'numbers' or 'languages'")
+    settings = parse_settings(args.settings)
+    _check_cache(args.cache_dir)
     if args.name == "cifar":  # CIFAR-10/100 alone: the image half of esc50
         from magma_teach.data.esc50 import download_cifar
 
+        if settings:
+            raise ValueError(f"cifar has no settings; unknown setting(s) {sorted(settings)}")
         for name, path in download_cifar(cache_dir=args.cache_dir).items():
             print(f"{name}: {path}")
         return 0
-    dataset = load(args.name, preset=args.preset, seed=args.seed, cache_dir=args.cache_dir,
-                   **parse_settings(args.settings))
+    from magma_teach.experiments.context import Context
+
+    Context.generation_config(args.name, args.preset, args.seed, settings)  # every setting checked before any work
+    dataset = load(args.name, preset=args.preset, seed=args.seed, cache_dir=args.cache_dir, **settings)
     for line in info_lines(dataset):
         print(line)
     return 0
@@ -98,12 +158,25 @@ def _data(args) -> int:
 
 def _run(args) -> int:
     from magma_teach.experiments import run
+    from magma_teach.experiments.results import check_free, result_stem
+    from magma_teach.experiments.runner import experiment_spec
     from magma_teach.report import format_result
+    from magma_teach.utils import check_writable_dir
 
+    settings = parse_settings(args.settings)
+    # The output locations first, in the options' own names (run() checks them again for API callers).
+    check_writable_dir("--out", args.out)
+    check_free(args.out, result_stem(args.experiment, args.preset, args.data, args.seed, settings), args.force,
+               flag="--force")
+    if experiment_spec(args.experiment).benchmark is not None:
+        _check_cache(args.cache_dir)
     result = run(args.experiment, preset=args.preset, data=args.data, device=args.device, seed=args.seed,
-                 out=args.out, cache_dir=args.cache_dir, data_settings=parse_settings(args.settings))
+                 out=args.out, cache_dir=args.cache_dir, data_settings=settings, force=args.force,
+                 threads=args.threads)
     print(format_result(result))
-    print(f"\nwrote {args.out}/{args.experiment}.json and .csv ({result.seconds:.0f} s on {result.device})")
+    json_path, _ = result.paths(args.out)
+    print(f"\nwrote {json_path} and .csv ({result.seconds:.0f} s on {result.device}, "
+          f"{result.provenance['torch_threads']} torch threads)")
     return 0
 
 
@@ -111,20 +184,36 @@ def _list(args) -> int:
     from magma_teach.experiments import EXPERIMENTS
 
     width = max(map(len, EXPERIMENTS))
-    for name, (_, about) in EXPERIMENTS.items():
+    for name, spec in EXPERIMENTS.items():
+        about = spec.about if hasattr(spec, "about") else spec[1]
         print(f"{name:<{width}}  {about}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from magma_teach.data.download import DownloadError
-
-    args = build_parser().parse_args(argv)
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    command = ""
     try:
+        args = build_parser().parse_args(argv)
+        command = f" {args.command}"
         return {"data": _data, "run": _run, "list": _list}[args.command](args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}{command}: interrupted (Ctrl-C); result and cache files are written whole or "
+                         f"not at all, so nothing half-written was left\n")
+        return 130
     except ValueError as err:  # a bad value found past argparse: still one line, exit 2
-        sys.stderr.write(f"python -m magma_teach {args.command}: error: {err}\n")
+        sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
         return 2
-    except DownloadError as err:  # no network, wrong checksum, unsafe archive: the message names the dataset
-        sys.stderr.write(f"python -m magma_teach {args.command}: error: {err}\n")
-        return 1
+    except (RuntimeError, OSError) as err:
+        from magma_teach.data.download import DownloadError
+
+        # no network, wrong checksum, unsafe archive (the message names the dataset), or the disk
+        # refused a write (full, folder removed mid-run): one line, exit 1
+        if isinstance(err, (DownloadError, OSError)):
+            sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
+            return 1
+        raise
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
