@@ -2,12 +2,17 @@
 
 import functools
 import http.server
+import os
 import socket
 import threading
 
 import pytest
 
 from magma_teach.data.download import MIRROR_ENV
+
+# No progress lines or bars in tests, nor in the notebook kernels nbval starts (they inherit this
+# environment), so no stored output depends on timings. A test that wants them sets the variable itself.
+os.environ.setdefault("MAGMA_TEACH_PROGRESS", "0")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
