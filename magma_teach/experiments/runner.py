@@ -78,7 +78,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 # Experiments that exist only on downloaded data (they refuse data="offline").
-FULL_DATA_ONLY = tuple(name for name, e in EXPERIMENTS.items() if e.data == ("full",))
+FULL_DATA_ONLY = tuple(name for name, e in EXPERIMENTS.items() if getattr(e, "data", None) == ("full",))
 
 
 def experiment_spec(name: str) -> Experiment:
