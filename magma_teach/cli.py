@@ -22,7 +22,7 @@ EPILOG = ("exit codes: 0 done; 1 a download or a write failed; 2 a bad argument 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (``error: …``) and exits with code 2."""
 
-    def error(self, message):  # noqa: D401 - argparse API
+    def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 

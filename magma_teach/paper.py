@@ -70,7 +70,7 @@ def beside_paper(ours: pd.DataFrame, experiment: str, data: str = "offline") -> 
     if table is None:
         raise ValueError(f"experiment must be one of {', '.join(tables)}, got {experiment!r}")
     paper = paper_rows(table)
-    fmt = lambda d: d.assign(value=d["mean"].map("{:.1f}".format) + " ± " + d["std"].map("{:.1f}".format))  # noqa: E731
+    fmt = lambda d: d.assign(value=d["mean"].map("{:.1f}".format) + " ± " + d["std"].map("{:.1f}".format))
     merged = fmt(ours)[["approach", "shots", "value"]].merge(
         fmt(paper)[["approach", "shots", "value"]], on=["approach", "shots"], how="outer",
         suffixes=(" (ours)", " (paper)"), sort=False)

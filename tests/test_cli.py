@@ -70,7 +70,7 @@ def _main(capsys, *argv):
 
 
 def _refused(capsys, argv, word):
-    code, out, err = _main(capsys, *argv)
+    code, _, err = _main(capsys, *argv)
     assert code == 2, (argv, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert word in err, err
@@ -165,7 +165,7 @@ def _set_cases():
     cases = []
     for name, spec in EXPERIMENTS.items():
         key, good, bad = SETTING_OF[spec.benchmark]
-        cases += [(name, f"nosuchkey=3", "unknown setting(s) ['nosuchkey']"),
+        cases += [(name, "nosuchkey=3", "unknown setting(s) ['nosuchkey']"),
                   (name, f"{key}={json.dumps(bad)}", key),
                   (name, f"{key}={json.dumps(good)}", None)]
     return cases
@@ -178,7 +178,7 @@ def test_every_runner_applies_or_refuses_each_setting(stubbed, capsys, experimen
         _refused(capsys, argv, refusal)
         assert stubbed == []
         return
-    code, out, err = _main(capsys, *argv)
+    code, _, err = _main(capsys, *argv)
     assert code == 0, err
     key, value = setting.split("=")
     (ctx,) = stubbed
@@ -191,7 +191,7 @@ def test_every_runner_applies_or_refuses_each_setting(stubbed, capsys, experimen
 
 
 def test_tradeoff_builds_its_worlds_with_the_settings(monkeypatch):
-    from magma_teach.experiments import Context, PRESETS
+    from magma_teach.experiments import PRESETS, Context
     from magma_teach.experiments import tradeoff as module
 
     ctx = Context(PRESETS["tiny"], torch.device("cpu"), 0, data_settings={"num_concepts": 50, "noise": 0.2})

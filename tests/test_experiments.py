@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from magma_teach.baselines import APPROACHES
-from magma_teach.experiments import EXPERIMENTS, FULL_DATA_ONLY, ExperimentResult, paper_layout, run
+from magma_teach.experiments import (
+    EXPERIMENTS,
+    FULL_DATA_ONLY,
+    ExperimentResult,
+    paper_layout,
+    run,
+)
 from magma_teach.experiments.results import TIME_FIELDS, csv_frame
 from magma_teach.paper import beside_paper
 from magma_teach.report import caption, format_result
@@ -77,7 +83,7 @@ def test_tradeoff_and_strong_weak(results):
 
 def test_json_round_trip(results):
     by_name, out = results
-    for name, result in by_name.items():
+    for result in by_name.values():
         path = out / f"{result.stem}.json"
         blob = json.loads(path.read_text())
         assert {"experiment", "preset", "data", "device", "seed", "seeds", "provenance", "timing", "rows"} <= set(blob)
@@ -93,7 +99,7 @@ def test_provenance_is_recorded(results):
     from magma_teach.experiments import PRESETS
 
     by_name, out = results
-    for name, result in by_name.items():
+    for result in by_name.values():
         blob = json.loads((out / f"{result.stem}.json").read_text())
         assert (blob["seed"], blob["seeds"], blob["preset"], blob["data_settings"]) == (0, [0], "tiny", {})
         assert blob["preset_settings"] == json.loads(json.dumps(asdict(PRESETS["tiny"])))
@@ -135,7 +141,11 @@ def _paper_as_ours(table):
 
 
 def test_pattern_sentences_are_computed_from_the_numbers():
-    from magma_teach.paper import TABLE2_IMAGE_AUDIO, TABLE3_RETRIEVAL, pattern_sentences
+    from magma_teach.paper import (
+        TABLE2_IMAGE_AUDIO,
+        TABLE3_RETRIEVAL,
+        pattern_sentences,
+    )
 
     same = _paper_as_ours(TABLE2_IMAGE_AUDIO)
     leader, oracle = pattern_sentences(same, "image-audio")
@@ -149,9 +159,9 @@ def test_pattern_sentences_are_computed_from_the_numbers():
     ahead.loc[(ahead["approach"] == "MAGMA") & (ahead["shots"] == 10), "mean"] = 99.0
     assert "ahead at k = 10 in ours but behind in the paper" in pattern_sentences(ahead, "image-audio")[1]
     ours = pd.DataFrame([{"K": k, "experiment": e, "R@1": v[0]} for k, d in TABLE3_RETRIEVAL.items() for e, v in d.items()])
-    assert pattern_sentences(ours, "retrieval") == [
+    assert pattern_sentences(ours, "retrieval") == [(
         "Order by R@1 against the paper's Table 3: the same at K = 5 (MAGMA > Align > No align), "
-        "K = 10 (MAGMA > Align > No align)."]
+        "K = 10 (MAGMA > Align > No align).")]
     ours.loc[(ours["K"] == 10) & (ours["experiment"] == "No align"), "R@1"] = 50.0
     assert "different at K = 10 (ours No align > MAGMA > Align" in pattern_sentences(ours, "retrieval")[0]
     assert "No K in common" in pattern_sentences(ours.assign(K=2), "retrieval")[0]

@@ -132,7 +132,7 @@ class ExperimentResult:
         return json_path
 
     @classmethod
-    def read(cls, path) -> "ExperimentResult":
+    def read(cls, path) -> ExperimentResult:
         """Load a result written by :meth:`write` (also the older layout with extras at the top level)."""
         blob = json.loads(Path(path).read_text(encoding="utf-8"))
         if "extras" in blob:

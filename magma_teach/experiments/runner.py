@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -21,13 +21,26 @@ from magma_teach.experiments.context import Context
 from magma_teach.experiments.few_shot import image_audio, text_image, text_speech
 from magma_teach.experiments.noisy_labels import noisy_labels
 from magma_teach.experiments.presets import PRESETS
-from magma_teach.experiments.results import ExperimentResult, check_free, now_utc, provenance, result_stem
+from magma_teach.experiments.results import (
+    ExperimentResult,
+    check_free,
+    now_utc,
+    provenance,
+    result_stem,
+)
 from magma_teach.experiments.retrieval import retrieval
 from magma_teach.experiments.strong_weak import strong_weak
 from magma_teach.experiments.tradeoff import check_settings as tradeoff_settings
 from magma_teach.experiments.tradeoff import tradeoff
-from magma_teach.utils import (check_writable_dir, phase, pick_device, progress_env, seed_everything, thread_policy,
-                               use_threads)
+from magma_teach.utils import (
+    check_writable_dir,
+    phase,
+    pick_device,
+    progress_env,
+    seed_everything,
+    thread_policy,
+    use_threads,
+)
 
 SEED_MAX = 2**32 - 1  # what every random generator the package seeds accepts (NumPy's legacy seed included)
 
