@@ -190,6 +190,24 @@ def test_every_runner_applies_or_refuses_each_setting(stubbed, capsys, experimen
     assert config[key] == json.loads(value)
 
 
+@pytest.mark.parametrize("benchmark", ["numbers", "languages", "esc50", "fleurs", "recipes"])
+def test_every_setting_of_every_benchmark_takes_a_bad_value_as_a_value_error(benchmark):
+    """Any value of any key: accepted, or refused with a ValueError (one line at the CLI), never a TypeError."""
+    import importlib
+
+    from magma_teach.experiments import Context
+
+    keys = importlib.import_module(f"magma_teach.data.{benchmark}").DEFAULTS
+    for key in keys:
+        for value in ["text%", [[1]], -1, None, True, 2.5, {"a": 1}, float("nan"), []]:
+            try:
+                Context.generation_config(benchmark, "quick", 0, {key: value})
+            except ValueError as err:
+                assert "\n" not in str(err)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['version'\]"):
+        Context.generation_config(benchmark, "quick", 0, {"version": 99})
+
+
 def test_tradeoff_builds_its_worlds_with_the_settings(monkeypatch):
     from magma_teach.experiments import PRESETS, Context
     from magma_teach.experiments import tradeoff as module

@@ -68,15 +68,17 @@ class Context:
         """The validated generation config of benchmark ``name`` with ``settings`` (``--set``); nothing is built.
 
         A key that is not a setting of the benchmark (``seed``, ``preset`` and ``cache_dir`` included:
-        they have options of their own) is refused in the registry's words, and a value of the wrong kind
-        is a ``ValueError`` too, never a ``TypeError``.
+        they have options of their own; ``version`` too: it names the generator's code, and changing it
+        would change only the cache file's name) is refused in the registry's words, and a value of the
+        wrong kind is a ``ValueError`` too, never a ``TypeError``.
         """
         from magma_teach.data.registry import _module
 
         module = _module(name)
-        unknown = sorted(set(settings) - set(module.DEFAULTS))
+        allowed = sorted(set(module.DEFAULTS) - {"version"})  # version marks the generator's code, not a choice
+        unknown = sorted(set(settings) - set(allowed))
         if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; choose from {sorted(module.DEFAULTS)}")
+            raise ValueError(f"unknown setting(s) {unknown}; choose from {allowed}")
         try:
             return module.make_config(preset=preset, seed=seed, **settings)
         except TypeError as err:  # a value of the wrong kind that a check compared before looking at its type
