@@ -121,12 +121,12 @@ class PlainClassifier:
 class OracleMeta:
     """Reptile over labeled N-way *target* tasks of meta-train concepts, updating e_t and φ together.
 
-    It uses the same update rule as MAGMA's meta-alignment (``cfg.align_inner``, ``cfg.outer``,
+    It uses the same update rule as MAGMA's meta-alignment (``cfg.align_inner``, ``cfg.align_outer``,
     ``cfg.meta_batch``, ``cfg.fresh_batches``): only the tasks differ.
     """
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
-        self.reptile = Reptile(model.parts("target", "classifier"), cfg.align_inner, cfg.outer)
+        self.reptile = Reptile(model.parts("target", "classifier"), cfg.align_inner, cfg.align_outer)
         self.loss = target_loss(model)
 
     def __call__(self, model, data, concepts, cfg, epsilon, generator):
@@ -151,7 +151,7 @@ class ReconstructionMeta:
         dim = model.classifier.net[0].in_features
         model.add_module("decoder", nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
                                                   nn.Linear(hidden, self.targets.shape[1])).to(pool.device))
-        self.reptile = Reptile(model.parts("target", "decoder"), cfg.align_inner, cfg.outer)
+        self.reptile = Reptile(model.parts("target", "decoder"), cfg.align_inner, cfg.align_outer)
 
         def loss(params, task):
             x, lengths, y = task

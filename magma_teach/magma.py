@@ -109,8 +109,8 @@ class MagmaConfig:
     """Every knob of meta-training and meta-test adaptation (defaults = the quick preset's).
 
     The update-rule options (see :mod:`magma_teach.reptile`): ``align_inner.carry_state`` /
-    ``classify_inner.carry_state`` (inner Adam state carried across tasks), ``outer`` (ε-interpolation
-    or an optimizer on the pseudo-gradient), ``meta_batch`` (T, any T ≥ 1) and ``fresh_batches`` (a new
+    ``classify_inner.carry_state`` (inner Adam state carried across tasks), ``align_outer`` /
+    ``classify_outer`` (ε-interpolation or an optimizer on the pseudo-gradient), ``meta_batch`` (T, any T ≥ 1) and ``fresh_batches`` (a new
     batch at every inner step instead of one task reused). Pairing: ``weak=False`` is eq. 3 over
     instance pairs; ``weak=True`` is eq. 4 over groups, where a group is a cluster of concepts
     (``groups="cluster"``, ``data.clusters``) or a single concept (``groups="concept"``: several source
@@ -131,7 +131,8 @@ class MagmaConfig:
     align_inner: InnerLoop = field(default_factory=lambda: InnerLoop(steps=5, lr=1e-3))
     classify_inner: InnerLoop = field(default_factory=lambda: InnerLoop(steps=5, lr=3e-3))
     epsilon: EpsilonSchedule = field(default_factory=lambda: EpsilonSchedule(1.0, 0.1))
-    outer: OuterUpdate = field(default_factory=OuterUpdate)
+    align_outer: OuterUpdate = field(default_factory=OuterUpdate)  # how e_s, e_t move (and the Oracle's e_t, φ)
+    classify_outer: OuterUpdate = field(default_factory=OuterUpdate)  # how φ moves
     fresh_batches: bool = False  # a fresh task batch at every inner step (else one task reused)
     finetune: InnerLoop = field(default_factory=lambda: InnerLoop(steps=20, lr=1e-3, betas=(0.9, 0.999)))
     validate_every: int = 50
@@ -157,7 +158,8 @@ class MagmaConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, kind in (("align_inner", InnerLoop), ("classify_inner", InnerLoop), ("finetune", InnerLoop),
-                           ("epsilon", EpsilonSchedule), ("outer", OuterUpdate)):
+                           ("epsilon", EpsilonSchedule), ("align_outer", OuterUpdate),
+                           ("classify_outer", OuterUpdate)):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
 
@@ -232,7 +234,7 @@ class MetaAlignment:
     """Lines 3-6 of Algorithm 1: T alignment tasks → one Reptile update of e_s and e_t."""
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
-        self.reptile = Reptile(model.parts("source", "target"), cfg.align_inner, cfg.outer)
+        self.reptile = Reptile(model.parts("source", "target"), cfg.align_inner, cfg.align_outer)
         self.loss = alignment_loss(model, cfg.temperature, cfg.weak)
 
     def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
@@ -247,7 +249,7 @@ class MetaClassifier:
     """Lines 7-10 of Algorithm 1: T source classification tasks → one Reptile update of φ on top of e_s."""
 
     def __init__(self, model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig):
-        self.reptile = Reptile(model.parts("classifier"), cfg.classify_inner, cfg.outer)
+        self.reptile = Reptile(model.parts("classifier"), cfg.classify_inner, cfg.classify_outer)
         self.loss = classifier_loss(model)
 
     def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
@@ -280,9 +282,40 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
     ImageNet-trained ResNet. Offline we have no such network, so we give e_s the same head start from
     the source labels it is allowed to use (a temporary linear head over all meta-train concepts,
     discarded afterwards). Algorithm 1 itself then starts from this e_s. No target data is touched.
+
+    Every approach of a table starts from the same e_s, so the result is remembered (in this process)
+    under everything it depends on: the starting weights of e_s, the data, ``steps``, ``lr``,
+    ``batch`` and ``seed``; a second call with the same inputs copies it instead of training again.
     """
     if steps <= 0:
         return
+    key = (_fingerprint(model.source.state_dict()), id(data.source.x), data.source.x.data_ptr(),
+           tuple(data.splits["meta_train"]), steps, lr, batch, seed)
+    if key not in _PRETRAINED:
+        with torch.random.fork_rng(devices=[]):  # self-contained: the caller's random stream is untouched
+            torch.manual_seed(seed)
+            _train_source(model, data, steps, lr, batch, seed)
+        _PRETRAINED[key] = {k: v.detach().clone() for k, v in model.source.state_dict().items()}
+        while len(_PRETRAINED) > 8:  # a few benchmarks × seeds; the oldest go first
+            _PRETRAINED.pop(next(iter(_PRETRAINED)))
+    model.source.load_state_dict(_PRETRAINED[key])
+
+
+_PRETRAINED: dict[tuple, dict] = {}
+
+
+def _fingerprint(state: dict) -> str:
+    """SHA-256 of every tensor's bytes, in order: equal only for identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for k, v in state.items():
+        digest.update(k.encode())
+        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _train_source(model, data, steps, lr, batch, seed) -> None:
     label_of = meta_train_labels(data)
     pool = torch.nonzero(label_of[data.source.labels] >= 0).flatten()
     head = nn.Linear(model.classifier.net[0].in_features, len(data.splits["meta_train"])).to(pool.device)

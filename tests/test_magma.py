@@ -139,7 +139,7 @@ from magma_teach.reptile import EpsilonSchedule, OuterUpdate  # noqa: E402
 
 @pytest.mark.parametrize("changes, field", [
     ({"groups": "decade"}, "groups"), ({"weak": "yes"}, "weak"), ({"fresh_batches": 1}, "fresh_batches"),
-    ({"outer": "adam"}, "outer"), ({"align_inner": 5}, "align_inner"), ({"meta_batch": 0}, "meta_batch"),
+    ({"align_outer": "adam"}, "align_outer"), ({"classify_outer": 1}, "classify_outer"), ({"align_inner": 5}, "align_inner"), ({"meta_batch": 0}, "meta_batch"),
     ({"source_pretrain_steps": -1}, "source_pretrain_steps"), ({"pairing_noise": 1.5}, "pairing_noise"),
 ])
 def test_config_rejects_bad_values(changes, field):
@@ -156,7 +156,8 @@ def test_concept_groups_make_every_concept_its_own_group(world):
 
 @pytest.mark.parametrize("changes", [
     {"meta_batch": 1, "align_inner": InnerLoop(3, 1e-3, carry_state=True), "epsilon": EpsilonSchedule(1.0)},
-    {"outer": OuterUpdate("adam", lr=1e-3)},
+    {"align_outer": OuterUpdate("adam", lr=1e-3)},
+    {"align_outer": OuterUpdate("sgd", lr=1.0, momentum=0.0)},
     {"fresh_batches": True},
     {"weak": True, "groups": "concept", "pairs_per_concept": 3},
 ])

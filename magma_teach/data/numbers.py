@@ -14,8 +14,13 @@ integer n in ``[low, high]`` (default 10–99, so 90 classes):
 * **strong pairs**: image i of n with utterance i of n (same index in both modalities);
 * **weak-pair clusters**: the decade (n // 10: the twenties, the thirties, …), since numbers of one
   decade share their first word and their left digit;
-* **splits** of the concepts (seeded): 2/3 meta-train, 1/9 validation, 2/9 meta-test (60/10/20 of 90),
-  and ``n_eval_tasks`` fixed 5-way tasks over the meta-test numbers.
+* **splits** of the concepts: with ``split="random"`` (default, seeded) 2/3 meta-train, 1/9 validation,
+  2/9 meta-test (60/10/20 of 90); with ``split="novel_tens"`` whole decades, so that meta-test numbers
+  share no tens digit (and no tens word) with meta-train or validation numbers: the last 2/9 of the
+  decades are meta-test (the 80s and 90s), the decade before them validation (the 70s), the rest
+  meta-train (10s–60s). A random split lets a model recognise "42" by composing "forty" and "two",
+  both heard in meta-training; the novel-tens split asks for truly new concepts. Either way
+  ``n_eval_tasks`` fixed 5-way tasks are drawn over the meta-test numbers.
 
 No handwriting is seen twice across the split: the 1,797 digit scans are divided (per digit, seeded)
 into two disjoint pools; images of meta-test numbers use only the second pool, those of meta-train and
@@ -52,7 +57,7 @@ from magma_teach.data.registry import make_eval_tasks, range_setting, rng, split
 from magma_teach.data.speech import SAMPLE_RATE, VARIANTS, featurize, speak_target, utterance
 from magma_teach.utils import check_positive, check_range
 
-__all__ = ["DEFAULTS", "PRESETS", "make_config", "build", "speak_target", "digit_images"]
+__all__ = ["DEFAULTS", "PRESETS", "make_config", "build", "speak_target", "digit_images", "novel_tens_split"]
 
 DEFAULTS = {
     "version": 2,  # bump when generation changes, so old cache files are not reused
@@ -68,7 +73,9 @@ DEFAULTS = {
     "n_mels": 40, "max_frames": 144,  # 1.44 s: the slowest (rate 120) two-digit number lasts 1.38 s
     "image_scale": 2, "max_shift": 2, "gain": [0.7, 1.0],
     "n_way": 5, "n_eval_tasks": 8,
+    "split": "random",  # "random" or "novel_tens" (whole decades; see the module docstring)
 }
+SPLITS_BY = ("random", "novel_tens")
 PRESETS = {"quick": {"per_concept": 20}, "full": {"per_concept": 40}}
 
 
@@ -83,6 +90,11 @@ def make_config(preset: str = "quick", seed: int = 0, **overrides) -> dict:
         raise ValueError(f"high - low + 1 (the number of concepts) must be at least {3 * cfg['n_way']} for "
                          f"{cfg['n_way']}-way meta_train/val/meta_test splits, got low={cfg['low']}, "
                          f"high={cfg['high']} ({max(0, cfg['high'] - cfg['low'] + 1)} concepts)")
+    if cfg["split"] not in SPLITS_BY:
+        raise ValueError(f"split must be one of {SPLITS_BY}, got {cfg['split']!r}")
+    if cfg["split"] == "novel_tens" and cfg["high"] // 10 - cfg["low"] // 10 + 1 < 3:
+        raise ValueError(f"split='novel_tens' needs numbers from at least 3 decades (one per split), got "
+                         f"low={cfg['low']}, high={cfg['high']}")
     for name in ("per_concept", "n_mels", "max_frames", "image_scale", "n_way", "n_eval_tasks"):
         check_positive(name, cfg[name], integer=True)
     if cfg["per_concept"] < 2:
@@ -105,6 +117,21 @@ def make_config(preset: str = "quick", seed: int = 0, **overrides) -> dict:
     if not isinstance(cfg["voice"], str):
         cfg["voice"] = list(cfg["voice"])
     return cfg
+
+
+def novel_tens_split(numbers: np.ndarray, n_way: int) -> dict[str, list[int]]:
+    """Split concept ids 0..N-1 (the integers ``numbers``) by whole decades: meta-test the last 2/9 of
+    the decades (at least one), validation the decade before, meta-train the rest."""
+    decades = sorted(set((numbers // 10).tolist()))
+    n_test = max(1, round(len(decades) * 2 / 9))
+    test, val = decades[-n_test:], decades[-n_test - 1:-n_test]
+    split = {"meta_train": [], "val": [], "meta_test": []}
+    for concept, n in enumerate(numbers.tolist()):
+        split["meta_test" if n // 10 in test else "val" if n // 10 in val else "meta_train"].append(concept)
+    small = [name for name, concepts in split.items() if len(concepts) < n_way]
+    if small:
+        raise ValueError(f"split='novel_tens' leaves fewer than n_way={n_way} numbers in {small}; widen low..high")
+    return split
 
 
 # --- source: images --------------------------------------------------------------------------------
@@ -167,7 +194,8 @@ def build(cfg: dict) -> CrossModalDataset:
     """Generate the dataset for a config from :func:`make_config` (use ``registry.load`` to cache it)."""
     numbers = np.arange(cfg["low"], cfg["high"] + 1)
     n_concepts, k = len(numbers), cfg["per_concept"]
-    splits = split_concepts(n_concepts, cfg["seed"], cfg["n_way"], field="high - low + 1")
+    splits = (novel_tens_split(numbers, cfg["n_way"]) if cfg["split"] == "novel_tens"
+              else split_concepts(n_concepts, cfg["seed"], cfg["n_way"], field="high - low + 1"))
     labels = np.repeat(np.arange(n_concepts), k)  # example index = concept * per_concept + instance
     test = np.isin(labels, splits["meta_test"])
     images, digit_samples, pool_of = digit_images(numbers[labels], test.astype(np.int64), cfg,

@@ -34,22 +34,27 @@ class Preset:
     tradeoff_pairs: tuple = (30, 120, 480)
     tradeoff_noise: tuple = (0.0, 0.3, 0.6)
     tradeoff_labels: tuple = (30, 120)
+    train_seeds: int = 1  # every approach is trained with seeds seed, seed + 1, …; ± spans seeds × draws
+    ablation_steps: int = 4000  # inner alignment gradient steps per ablation variant (equal for all)
+    ablation_validations: int = 4  # validations per ablation run (model selection on validation concepts)
 
 
 PRESETS = {
     "tiny": Preset("tiny", iterations=4, validate_every=2, meta_batch=2, inner_steps=2, finetune_steps=3,
                    repeats=1, shots=(1, 5), source_pretrain_steps=5, noise_rates=(0.0, 0.5),
                    retrieval_k=(2,), tradeoff_pairs=(20, 60), tradeoff_noise=(0.0, 0.5), tradeoff_labels=(20,),
+                   ablation_steps=16, ablation_validations=2,
                    data_overrides={"numbers": {"high": 39, "per_concept": 12},
                                    "languages": {"languages": ["ar", "bg", "de", "el", "en", "es", "fi", "fr",
                                                                "hi", "it", "ja", "ko", "pl", "ru", "tr"],
                                                  "per_language": 12}}),
     "quick": Preset("quick", iterations=100, validate_every=25, meta_batch=8, inner_steps=5, finetune_steps=20,
-                    repeats=3),
+                    repeats=3, train_seeds=3, ablation_steps=2000),
     "full": Preset("full", iterations=3000, validate_every=100, meta_batch=16, inner_steps=5, finetune_steps=30,
                    repeats=10, source_pretrain_steps=2000, patience=5, data="full",
                    noise_rates=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), tradeoff_pairs=(30, 60, 120, 240, 480, 960),
-                   tradeoff_noise=(0.0, 0.2, 0.4, 0.6, 0.8), tradeoff_labels=(30, 120, 480)),
+                   tradeoff_noise=(0.0, 0.2, 0.4, 0.6, 0.8), tradeoff_labels=(30, 120, 480), train_seeds=5,
+                   ablation_steps=48_000, ablation_validations=10),
 }
 
 # How each benchmark forms alignment tasks. In numbers an image and an utterance of 42 share only

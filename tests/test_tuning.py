@@ -1,0 +1,101 @@
+"""Equal tuning: studies see validation concepts only, are seeded, and store what they choose."""
+
+import optuna
+import pytest
+import torch
+
+from magma_teach import tuning
+from magma_teach.data.conceptworld import concept_world
+from magma_teach.data.episodes import sample_classification_task
+from magma_teach.magma import MagmaConfig
+from magma_teach.reptile import InnerLoop
+
+
+@pytest.fixture(scope="module")
+def world():
+    return concept_world(seed=0)
+
+
+def test_without_meta_test_hides_every_meta_test_example(world):
+    hidden = tuning.without_meta_test(world)
+    test = torch.tensor(world.splits["meta_test"])
+    for m in (hidden.source, hidden.target):
+        assert not torch.isin(m.labels, test).any()
+        kept = ~torch.isin(world.target.labels, test)
+        assert torch.equal(m.labels[kept], world.target.labels[kept])  # the rest is untouched
+    assert not torch.isin(hidden.source.labels[hidden.pairs[:, 0]], test).any()
+    assert hidden.eval_tasks == []
+    with pytest.raises(ValueError):  # a task over meta-test concepts cannot even be drawn
+        sample_classification_task(hidden.target, world.splits["meta_test"][:5], 5, 1, 1,
+                                   torch.Generator().manual_seed(0), fixed_concepts=True)
+
+
+def test_a_trial_scores_validation_concepts_only(world, monkeypatch):
+    """Record every concept a trial trains or evaluates on: none is a meta-test concept."""
+    import magma_teach.data.episodes as episodes
+
+    seen = set()
+    original = episodes.sample_classification_task
+
+    def spy(modality, concepts, *args, **kwargs):
+        task = original(modality, concepts, *args, **kwargs)
+        seen.update(task.concepts.tolist())
+        return task
+
+    for module in ("magma_teach.data.episodes", "magma_teach.magma", "magma_teach.protocol", "magma_teach.baselines"):
+        monkeypatch.setattr(f"{module}.sample_classification_task", spy, raising=False)
+    base = MagmaConfig(iterations=2, validate_every=2, meta_batch=2, align_inner=InnerLoop(2, 1e-3),
+                       finetune=InnerLoop(2, 1e-3, betas=(0.9, 0.999)))
+    score = tuning.objective("MAGMA", world, base, repeats=1)
+    value = score(optuna.trial.FixedTrial({"align_lr": 3e-3, "classify_lr": 3e-3, "finetune_lr": 1e-3}))
+    assert 0 <= value <= 100
+    assert seen and not seen & set(world.splits["meta_test"])
+    assert seen & set(world.splits["val"])
+
+
+@pytest.mark.parametrize("approach", list(tuning.SPACES))
+def test_every_approach_tunes_its_finetuning_rate_and_apply_inverts_suggest(approach):
+    base = MagmaConfig()
+    params = {"align_lr": 4e-3, "classify_lr": 5e-3, "finetune_lr": 6e-4}
+    trial = optuna.trial.FixedTrial(params)
+    cfg = tuning.suggest(trial, approach, base)
+    assert cfg.finetune.lr == 6e-4
+    assert tuning.apply(base, {k: v for k, v in trial.params.items()}) == cfg
+
+
+def test_unknown_approach_and_setting_are_refused():
+    with pytest.raises(ValueError, match="approach must be one of"):
+        tuning.suggest(optuna.trial.FixedTrial({}), "MAML", MagmaConfig())
+    with pytest.raises(ValueError, match="unknown tuned setting"):
+        tuning.apply(MagmaConfig(), {"momentum": 0.9})
+
+
+def test_studies_are_seeded_and_stored_in_sqlite_by_default(tmp_path):
+    storage = tuning.default_storage(tmp_path)
+    assert storage == f"sqlite:///{tmp_path / 'tuning.db'}"
+
+    def toy(trial):
+        return -(trial.suggest_float("x", -1, 1) - 0.3) ** 2
+
+    picks = []
+    for name in ("a", "b"):
+        s = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=7))
+        s.optimize(toy, n_trials=6)
+        picks.append([t.params["x"] for t in s.trials])
+    assert picks[0] == picks[1]
+    resumed = tuning.study("a", "", storage=storage, seed=7)  # a new name: a new study in the same file
+    assert resumed.study_name == "a/" and (tmp_path / "tuning.db").exists()
+
+
+def test_stored_settings_name_known_approaches_and_fields():
+    import json
+
+    if not tuning.TUNED_FILE.exists():
+        pytest.skip("no tuned settings stored yet")
+    blob = json.loads(tuning.TUNED_FILE.read_text())
+    for benchmark, approaches in blob["settings"].items():
+        assert "command" in blob["studies"][benchmark]
+        for approach, params in approaches.items():
+            assert approach in tuning.SPACES
+            tuning.apply(MagmaConfig(), params)  # raises on an unknown field
