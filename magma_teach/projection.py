@@ -14,15 +14,27 @@ concept land in the same place of the shared space?* Three steps answer it:
 
 umap-learn is an optional dependency (``pip install "magma_teach[book]"``); it is imported only when
 :func:`project` runs with ``method="umap"``. Its first call in a process compiles numba code (seconds
-to a minute): :func:`project` points ``NUMBA_CACHE_DIR`` at a persistent folder unless it is set, and
-picks numba's ``workqueue`` threading layer, because the default OpenMP layer slows down PyTorch in the
-same process once it has started. ``method="pca"`` is a fast, dependency-free alternative for quick
-looks and tests.
+to a minute): :func:`project` points numba's cache at ``<cache root>/numba`` (the package's cache
+folder: ``$MAGMA_TEACH_CACHE``, else ``~/.cache/magma_teach``) unless you set ``NUMBA_CACHE_DIR``
+yourself, and picks numba's ``workqueue`` threading layer: numba's default OpenMP layer brings a
+second OpenMP runtime into the process (torch ships its own libgomp), and PyTorch training after a
+projection was once measured about 35× slower with it. (On a busy 2-core machine the benchmark
+below saw no difference either way; the workqueue layer costs nothing, since a seeded UMAP is
+single-threaded.) ``method="pca"`` is a fast, dependency-free alternative for quick looks and tests.
+
+Threads: the workqueue layer is not thread-safe. Two threads inside numba's parallel code at once
+make it abort the whole process (SIGABRT, "Concurrent access has been detected"). :func:`project`
+therefore runs UMAP under a module-level lock: calls from several threads are safe, and run one
+after another (a seeded UMAP is single-threaded anyway, so nothing is lost). The thread-safe
+alternative, numba's TBB layer, needs the ``tbb`` package, which this package does not require.
+``benchmarks/projection_threads.py`` measures both properties: 4 threads project without a crash,
+and torch matrix products in the same process keep their speed after a projection.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -39,6 +51,9 @@ __all__ = ["Embedding", "embed_concepts", "neighbour_stats", "project", "plot_pr
            "concept_colors"]
 
 MODALITIES = ("source", "target")
+# numba's workqueue layer aborts the process on concurrent use: one UMAP at a time per process.
+_NUMBA_LOCK = threading.Lock()
+_numba_cache_set: str | None = None  # the NUMBA_CACHE_DIR value this module set, if any
 MARKERS = {"source": "o", "target": "^"}  # circles: source modality; triangles: target modality
 
 
@@ -165,16 +180,39 @@ def neighbour_stats(emb: Embedding, k: int = 10) -> dict[str, float]:
             "target only: same-concept neighbours": float(100 * target_same.mean())}
 
 
+def numba_cache_dir() -> str:
+    """The folder numba caches compiled code in: ``$NUMBA_CACHE_DIR`` if you set it, else
+    ``<cache root>/numba`` with the package's cache root (``$MAGMA_TEACH_CACHE``, else
+    ``~/.cache/magma_teach``; see :func:`magma_teach.data.cache.cache_root`)."""
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user and user != _numba_cache_set:
+        return user
+    from magma_teach.data.cache import cache_root
+
+    return str(cache_root() / "numba")
+
+
 def _configure_numba() -> None:
     """Settings for numba, which umap-learn compiles with; applied before its first parallel call.
 
-    * ``NUMBA_CACHE_DIR`` (unless set): a persistent folder, so compiled functions that can be cached are.
+    * The cache folder (:func:`numba_cache_dir`), so compiled functions that can be cached are, beside
+      the package's other cached files; a ``NUMBA_CACHE_DIR`` you set yourself is left alone. numba
+      fixes a function's cache folder when umap-learn is imported, so the folder in force at the
+      first UMAP projection of a process is the one it uses.
     * The ``workqueue`` threading layer (unless ``NUMBA_THREADING_LAYER`` is set): numba's default
       OpenMP layer shares the OpenMP runtime with PyTorch, and once its thread pool exists PyTorch
       training in the same process can become tens of times slower. The workqueue layer has no such
-      interaction; UMAP with a fixed seed runs single-threaded anyway.
+      interaction; UMAP with a fixed seed runs single-threaded anyway. It is not thread-safe:
+      :func:`project` calls this, and UMAP, under ``_NUMBA_LOCK``.
     """
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/magma_teach/numba"))
+    global _numba_cache_set
+    folder = numba_cache_dir()
+    if folder != os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = _numba_cache_set = folder  # read when numba is first imported
+        import sys
+
+        if "numba" in sys.modules:  # imported already: its config holds the old value
+            sys.modules["numba"].config.CACHE_DIR = folder
     if os.environ.get("NUMBA_THREADING_LAYER"):
         return
     os.environ["NUMBA_THREADING_LAYER"] = "workqueue"  # read when numba is first imported
@@ -226,20 +264,22 @@ def project(z, method: str = "umap", seed: int = 0, n_neighbors: int = 15, min_d
     n_neighbors = min(n_neighbors, len(z) - 1)
     if n_neighbors < 2:
         raise ValueError(f"UMAP needs at least 3 points, got {len(z)}")
-    _configure_numba()
-    try:
-        import umap
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("project(method='umap') needs umap-learn: pip install umap-learn "
-                          "(or pip install 'magma_teach[book]'); method='pca' works without it") from err
     knn = _exact_knn(z, n_neighbors)
-    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, init="spectral",
-                        precomputed_knn=knn, n_jobs=1)
-    with warnings.catch_warnings():
-        # "n_jobs overridden by random_state" and similar notices: determinism is what we ask for.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"umap(\.|$)")
-        warnings.filterwarnings("ignore", message=r".*(n_jobs|random_state|precomputed_knn).*")
-        return reducer.fit_transform(z).astype(np.float32)
+    with _NUMBA_LOCK:  # see the module docstring: concurrent numba calls abort the process
+        _configure_numba()
+        try:
+            import umap
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("project(method='umap') needs umap-learn: pip install umap-learn "
+                              "(or pip install 'magma_teach[book]'); method='pca' works without it") from err
+        reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, init="spectral",
+                            precomputed_knn=knn, n_jobs=1)
+        with warnings.catch_warnings():
+            # "n_jobs overridden by random_state" and similar notices: determinism is what we ask for.
+            # (catch_warnings is process-wide state too: one more reason for the lock.)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"umap(\.|$)")
+            warnings.filterwarnings("ignore", message=r".*(n_jobs|random_state|precomputed_knn).*")
+            return reducer.fit_transform(z).astype(np.float32)
 
 
 def concept_colors(concepts: Sequence[int]) -> dict[int, str]:

@@ -7,6 +7,9 @@ Most tests use ``method="pca"`` (instant); one module-scoped UMAP run checks sha
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import matplotlib
@@ -23,7 +26,6 @@ from magma_teach.magma import CrossModalModel  # noqa: E402
 from magma_teach.projection import (Embedding, concept_colors, embed_concepts, neighbour_stats,  # noqa: E402
                                     plot_projection, project)
 
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/magma_teach/numba"))
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +189,82 @@ def test_numba_settings_respect_the_user(monkeypatch):
     monkeypatch.setenv("NUMBA_THREADING_LAYER", "tbb")
     projection._configure_numba()
     assert os.environ["NUMBA_THREADING_LAYER"] == "tbb"  # a choice of the user is kept
+
+
+def _run_python(code: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter: a crash (SIGABRT) fails the test instead of killing pytest."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_project_from_four_threads_neither_crashes_nor_changes_the_result():
+    pytest.importorskip("umap")
+    code = """
+        import threading
+        import numpy as np
+        from magma_teach.projection import project
+
+        z = np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32)
+        reference = project(z, seed=0, n_neighbors=8)
+        results = [None] * 4
+        def work(i):
+            results[i] = project(z, seed=0, n_neighbors=8)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("same:", all(r is not None and np.array_equal(r, reference) for r in results))
+    """
+    done = _run_python(code, dict(os.environ))
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-800:]}"
+    assert "same: True" in done.stdout
+
+
+_CACHE_PROBE = """
+    import os, pathlib, sys
+    {before}
+    from magma_teach import projection
+    projection._configure_numba()
+    import numba
+    module = pathlib.Path(os.environ["PROBE_DIR"]) / "probe_module.py"
+    module.write_text("import numba\\n@numba.njit(cache=True)\\ndef twice(x):\\n    return 2 * x\\n")
+    sys.path.insert(0, str(module.parent))
+    import probe_module
+    assert probe_module.twice(21) == 42
+    print("config:", numba.config.CACHE_DIR)
+    print("files:", sorted(p.suffix for p in pathlib.Path(numba.config.CACHE_DIR).rglob("probe_module*")))
+"""
+
+
+@pytest.mark.parametrize("numba_first", [False, True], ids=["numba-imported-after", "numba-imported-before"])
+def test_numba_cache_follows_the_package_cache_root(tmp_path, numba_first):
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(MAGMA_TEACH_CACHE=str(tmp_path / "cache"), PROBE_DIR=str(tmp_path))
+    done = _run_python(_CACHE_PROBE.format(before="import numba" if numba_first else ""), env)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert f"config: {tmp_path / 'cache' / 'numba'}" in done.stdout
+    assert ".nbi" in done.stdout and ".nbc" in done.stdout  # numba wrote its index and code there
+    assert any((tmp_path / "cache" / "numba").rglob("probe_module*.nbi"))
+
+
+def test_numba_cache_set_by_the_user_is_kept(tmp_path):
+    pytest.importorskip("numba")
+    env = {**os.environ, "MAGMA_TEACH_CACHE": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": str(tmp_path / "mine"),
+           "PROBE_DIR": str(tmp_path)}
+    done = _run_python(_CACHE_PROBE.format(before=""), env)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert f"config: {tmp_path / 'mine'}" in done.stdout
+    assert any((tmp_path / "mine").rglob("probe_module*.nbi")) and not (tmp_path / "cache" / "numba").exists()
+
+
+def test_numba_cache_default_is_under_the_home_cache(monkeypatch):
+    from magma_teach import projection
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("MAGMA_TEACH_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert projection.numba_cache_dir() == os.path.join("/home/someone", ".cache", "magma_teach", "numba")
+    monkeypatch.setenv("MAGMA_TEACH_CACHE", "/data/cache")
+    assert projection.numba_cache_dir() == os.path.join("/data/cache", "numba")
