@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from magma_teach import viz
-from magma_teach.data.base import CrossModalDataset
+from magma_teach.data.base import CrossModalDataset, check_concepts
 from magma_teach.utils import check_positive
 
 __all__ = ["Embedding", "embed_concepts", "neighbour_stats", "project", "plot_projection", "MARKERS",
@@ -100,7 +100,8 @@ def embed_concepts(model, data: CrossModalDataset, concepts: Sequence[int], per_
         model: a :class:`~magma_teach.magma.CrossModalModel` (anything with ``source`` and ``target``
             encoders called as ``encoder(x, lengths) -> (B, dim)``).
         data: the dataset the examples come from.
-        concepts: concept ids to show, e.g. ``data.splits["meta_test"]`` for concepts no training saw.
+        concepts: distinct concept ids to show, e.g. ``data.splits["meta_test"]`` for concepts no
+            training saw (a repeated id is a ``ValueError``: its points would be counted twice).
         per_concept: examples per concept *and* modality, drawn with ``seed``; ``None`` takes all.
         seed: the same seed picks the same examples, whichever model embeds them — so "before" and
             "after" pictures show the same points.
@@ -115,6 +116,7 @@ def embed_concepts(model, data: CrossModalDataset, concepts: Sequence[int], per_
     bad = [c for c in concepts if not 0 <= c < data.num_classes]
     if bad:
         raise ValueError(f"concepts must be ids in [0, {data.num_classes}), got {bad[:5]}")
+    check_concepts(concepts)  # a repeated concept would embed its examples twice: each its own neighbour
     if per_concept is not None:
         check_positive("per_concept", per_concept, integer=True)
     was_training = model.training

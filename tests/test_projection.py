@@ -71,6 +71,8 @@ def test_embed_rejects_bad_concepts(world, model):
         embed_concepts(model, world, [0, 99])
     with pytest.raises(ValueError, match="per_concept"):
         embed_concepts(model, world, [0, 1], per_concept=0)
+    with pytest.raises(ValueError, match=r"distinct concepts .*\[1\] more than once"):
+        embed_concepts(model, world, [0, 1, 1])
 
 
 def _toy(shift: float) -> Embedding:

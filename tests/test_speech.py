@@ -350,3 +350,34 @@ def test_speak_target_refuses_a_bool_index():
     assert speech.speak_target(dataset, 1)[0].size > 0
     with pytest.raises(ValueError, match="index"):
         speech.speak_target(dataset, True)
+
+
+def test_one_thread_restores_the_count_when_threads_interleave():
+    before = torch.get_num_threads()
+    entered, leave_first = threading.Barrier(2), threading.Event()
+    seen = []
+
+    def first():
+        with audio.one_thread():
+            entered.wait()
+            seen.append(torch.get_num_threads())
+        leave_first.set()  # leaves while the other is still inside
+
+    def second():
+        with audio.one_thread():
+            entered.wait()
+            leave_first.wait()
+            seen.append(torch.get_num_threads())  # still one thread: the other block is gone, this one is not
+        seen.append(("after second", torch.get_num_threads()))
+
+    workers = [threading.Thread(target=first), threading.Thread(target=second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert seen == [1, 1, ("after second", before)] and torch.get_num_threads() == before
+    with audio.one_thread():
+        with audio.one_thread():  # nested
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import math
 import os
+import threading
 
 import numpy as np
 import torch
@@ -128,6 +129,10 @@ def _mel(n_mels: int) -> torchaudio.transforms.MelSpectrogram:
         sample_rate=FEATURE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP, n_mels=n_mels, power=2.0)
 
 
+_ONE_THREAD_LOCK = threading.Lock()
+_one_thread_state = {"users": 0, "before": 1}  # blocks inside one_thread, and the count to restore
+
+
 @contextlib.contextmanager
 def one_thread():
     """Run torch on one CPU thread inside the block, then restore the previous setting.
@@ -135,13 +140,24 @@ def one_thread():
     A spectrogram of one utterance is a few thousand numbers: splitting such small operations over
     threads only adds hand-over cost, and on a busy 2-core machine it made log-mel ~100x slower
     (70 ms instead of 0.7 ms per utterance). Loops over many small waveforms run inside this.
+
+    torch's thread count is one setting for the whole process, so blocks that overlap (nested, or in
+    several Python threads) share it: the first to enter saves the count, the last to leave restores
+    it. (Saving and restoring per block would let two threads that interleave leave torch on one
+    thread for good.)
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    with _ONE_THREAD_LOCK:
+        if _one_thread_state["users"] == 0:
+            _one_thread_state["before"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _one_thread_state["users"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _ONE_THREAD_LOCK:
+            _one_thread_state["users"] -= 1
+            if _one_thread_state["users"] == 0:
+                torch.set_num_threads(_one_thread_state["before"])
 
 
 def log_mel(waveform, sample_rate: int, n_mels: int = 40, max_frames: int | None = None) -> torch.Tensor:
