@@ -238,6 +238,7 @@ def test_max_mels_is_the_last_count_without_an_empty_filter():
 
 @pytest.mark.parametrize("waveform, snr, generator, match", [
     (_SILENCE, True, 0, "snr_db"), (_SILENCE, float("nan"), 0, "snr_db"), (_SILENCE, float("-inf"), 0, "snr_db"),
+    (_SILENCE, 1e308, 0, r"snr_db must be a number of decibels in \[-300, 300\]"), (_SILENCE, -301, 0, "snr_db"),
     (_SILENCE, "10", 0, "snr_db"), (_SILENCE, 10, -1, "generator"), (_SILENCE, 10, True, "generator"),
     (_SILENCE, 10, 1.5, "generator"), (np.zeros((2, 5), np.float32), 10, 0, "1-D"),
     (np.array([0.1, np.nan], np.float32), 10, 0, "finite"), (np.zeros(5, np.int32), 10, 0, "floating-point"),
@@ -247,8 +248,12 @@ def test_add_noise_refuses_bad_input(waveform, snr, generator, match):
         audio.add_noise(waveform, snr, generator)
 
 
-def test_add_noise_leaves_an_empty_waveform_empty():
+def test_add_noise_leaves_an_empty_waveform_empty_and_takes_the_extreme_snrs():
     assert audio.add_noise(np.zeros(0, np.float32), 10, 0).shape == (0,)
+    tone = np.sin(np.arange(1_000) / 5).astype(np.float32)
+    for snr in (-300, 300):
+        assert np.isfinite(audio.add_noise(tone, snr, 0)).all()
+    np.testing.assert_allclose(audio.add_noise(tone, 300, 0), tone, atol=1e-6)
 
 
 @pytest.mark.parametrize("features, max_frames, match", [

@@ -6,8 +6,9 @@ The features follow the usual speech front end: resample to 16 kHz, a 25 ms Hann
 spectrograms of different lengths into one (N, n_mels, max_frames) tensor, zero past each length,
 which is the audio :class:`~magma_teach.data.base.Modality` layout.
 
-:func:`add_noise` mixes white noise in at a chosen signal-to-noise ratio. Here any real ``snr_db`` is
-allowed: a negative value (noise louder than the speech) is a legitimate listening condition. The
+:func:`add_noise` mixes white noise in at a chosen signal-to-noise ratio. Here any ``snr_db`` in
+[-300, 300] dB is allowed: a negative value (noise louder than the speech) is a legitimate listening
+condition. The
 benchmarks built on top are stricter and reject a negative SNR, because below 0 dB white noise
 drowns eSpeak's quiet consonants and the task stops being about what is said.
 
@@ -51,6 +52,7 @@ N_FFT = FEATURE_RATE * WINDOW_MS // 1000  # 400 samples
 HOP = FEATURE_RATE * HOP_MS // 1000  # 160 samples
 LOG_FLOOR = 1e-6
 MIN_RATE, MAX_RATE = 1_000, 768_000  # Hz; 768 kHz is the highest rate audio hardware records
+MAX_SNR_DB = 300  # dB: far beyond float32's ~150 dB of dynamic range either way
 MAX_MELS = 89  # the most mel bands for which every filter covers at least one of the 201 FFT bins
 # torchaudio's resampling kernel has about (16000 / g) * (rate / g) entries (g = gcd); above this
 # many (16 MiB of float32) the polyphase filter of SciPy is used instead. Every common rate
@@ -194,14 +196,15 @@ def add_noise(waveform, snr_db: float, generator: np.random.Generator | int) -> 
     """Return ``waveform + white noise`` with the given signal-to-noise ratio in dB, as float32 (samples,).
 
     The noise power is the mean signal power divided by ``10 ** (snr_db / 10)``; ``generator`` (a NumPy
-    generator or an integer seed) draws it, so the same seed gives the same noisy waveform. Any finite
-    ``snr_db`` is accepted (negative = noise louder than the signal). A silent (or empty) waveform is
+    generator or an integer seed) draws it, so the same seed gives the same noisy waveform. Any
+    ``snr_db`` in [-300, 300] dB is accepted (negative = noise louder than the signal; beyond ±300 dB
+    the noise is below float32 resolution or its scale overflows). A silent (or empty) waveform is
     returned unchanged, since its SNR is undefined. The result is not clipped. ``waveform`` must be a
     1-D array of finite floats (see :func:`check_waveform`).
     """
     if isinstance(snr_db, (bool, np.bool_)) or not (isinstance(snr_db, (int, float, np.integer, np.floating))
-                                                     and math.isfinite(snr_db)):
-        raise ValueError(f"snr_db must be a finite number of decibels, got {snr_db!r}")
+                                                     and -MAX_SNR_DB <= snr_db <= MAX_SNR_DB):
+        raise ValueError(f"snr_db must be a number of decibels in [{-MAX_SNR_DB}, {MAX_SNR_DB}], got {snr_db!r}")
     if not isinstance(generator, np.random.Generator) and (
             isinstance(generator, (bool, np.bool_)) or not isinstance(generator, (int, np.integer)) or generator < 0):
         raise ValueError(f"generator must be a numpy Generator or a non-negative integer seed, got {generator!r}")
