@@ -33,6 +33,7 @@ import base64
 import hashlib
 import html
 import io
+import re
 import textwrap
 import warnings
 import wave
@@ -43,7 +44,7 @@ import numpy as np
 
 __all__ = [
     "PALETTE", "COLORS", "ROLE", "MODALITY", "APPROACH_COLOR", "PAGE_WIDTH", "DPI", "MIN_FONT_PT",
-    "COLUMN_PX", "TEXT_WIDTH", "LONG_LABEL", "style", "finish", "legend_outside", "displayed_font_sizes",
+    "COLUMN_PX", "TEXT_WIDTH", "RIGHT_LEGEND_MAX", "style", "finish", "legend_outside", "displayed_font_sizes",
     "check_readable", "few_shot_bars", "image_grid", "Table", "table", "AudioTable", "audio_table",
     "wav_bytes", "algorithm_diagram", "data_flow_diagram", "roadmap_diagram", "CHAPTERS",
 ]
@@ -177,19 +178,26 @@ def check_readable(fig, min_pt: float = MIN_FONT_PT, column_px: int = COLUMN_PX)
 
 # ------------------------------------------------------------------------- labels and legends
 _WHERE = ("right", "below")
-# Legends with a label longer than this go below the figure rather than beside the axes.
-LONG_LABEL = 24
+# A legend right of the axes may take at most this fraction of the figure's width; a wider one goes
+# below the figure instead, so the data keep most of the page.
+RIGHT_LEGEND_MAX = 0.4
+
+
+def _legend_width(fig, legend) -> float:
+    """Width of ``legend`` as drawn, as a fraction of the figure's width."""
+    return legend.get_window_extent(fig.canvas.get_renderer()).width / fig.bbox.width
 
 
 def legend_outside(ax, where: str = "right", handles=None, labels=None, **kwargs):
     """Draw ``ax``'s legend outside the data: right of the axes, or below the whole figure.
 
-    ``where="right"`` anchors the legend's upper-left corner just right of the axes (good for a
-    few short entries); ``where="below"`` makes a figure-level legend under all axes in as many
-    columns as fit (good for long labels, or one legend shared by several panels). Constrained
-    layout (on after :func:`style`) shrinks the axes to make room, so nothing is cut off and the
-    figure keeps its width. ``handles``/``labels`` default to the labelled artists of ``ax``;
-    other ``kwargs`` go to ``legend``. Returns the legend.
+    ``where="right"`` anchors the legend's upper-left corner just right of the axes (good for
+    short entries); ``where="below"`` makes a figure-level legend under all axes, in as many columns
+    as fit the figure's width (good for long labels, or one legend shared by several panels).
+    Constrained layout (on after :func:`style`) shrinks the axes to make room, so nothing is cut
+    off and the figure keeps its width. ``handles``/``labels`` default to the labelled artists of
+    ``ax``; other ``kwargs`` go to ``legend`` (``ncol`` fixes the columns of a legend below).
+    Returns the legend.
     """
     if where not in _WHERE:
         raise ValueError(f"where must be one of {_WHERE}, got {where!r}")
@@ -206,17 +214,43 @@ def legend_outside(ax, where: str = "right", handles=None, labels=None, **kwargs
                          **kwargs)
     if fig.get_layout_engine() is None:  # "outside" locations need constrained layout
         fig.set_layout_engine("constrained")
-    longest = max(len(str(label)) for label in labels)
-    ncol = kwargs.pop("ncol", max(1, min(len(labels), int(70 // max(longest + 6, 1)))))
-    return fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kwargs)
+    if "ncol" in kwargs:
+        return fig.legend(handles, labels, loc="outside lower center", **kwargs)
+    for ncol in range(min(len(labels), 4), 0, -1):  # the most columns that fit the width
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kwargs)
+        if _legend_width(fig, legend) <= 0.98:
+            return legend
+        legend.remove()
+    # Even one column is too wide: break the longest labels into lines until it fits.
+    for chars in (70, 55, 40, 30, 20):
+        legend = fig.legend(handles, [_wrap_label(str(label), chars) for label in labels],
+                            loc="outside lower center", ncol=1, **kwargs)
+        if _legend_width(fig, legend) <= 0.98 or chars == 20:
+            return legend
+        legend.remove()
+
+
+def _wrap_label(label: str, chars: int) -> str:
+    """``label`` broken into lines of about ``chars`` characters, never inside a $math$ span."""
+    words = [w for part in re.split(r"(\$[^$]*\$)", label)
+             for w in ([part] if part.startswith("$") else part.split())]
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > chars:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line])
 
 
 def finish(ax, title: str, xlabel: str, ylabel: str, legend: bool | str = True, **legend_kwargs):
     """Give ``ax`` its title and axis labels and draw its legend outside the data; returns ``ax``.
 
     ``legend``: ``"right"`` (right of the axes), ``"below"`` (under the figure, see
-    :func:`legend_outside`), ``True`` (right for short labels, below when a label is longer than
-    :data:`LONG_LABEL` characters, so the axes keep their width) or ``False`` (no legend). Passing ``loc=...`` in ``legend_kwargs``
+    :func:`legend_outside`), ``True`` (right, unless the legend would take more than
+    :data:`RIGHT_LEGEND_MAX` of the figure's width: then below, so the data keep the page) or
+    ``False`` (no legend). Passing ``loc=...`` in ``legend_kwargs``
     asks for a legend *inside* the axes at that place, for the rare figure with a guaranteed empty
     corner; prefer the outside placements. Raises ``ValueError`` on an empty title or label, or
     when a legend is asked for but no artist on the axis has a label — the two mistakes that make
@@ -237,10 +271,10 @@ def finish(ax, title: str, xlabel: str, ylabel: str, legend: bool | str = True, 
     if "loc" in legend_kwargs or "bbox_to_anchor" in legend_kwargs:
         ax.legend(**legend_kwargs)
         return ax
-    if legend is True:
-        longest = max(len(label) for label in ax.get_legend_handles_labels()[1])
-        legend = "right" if longest <= LONG_LABEL else "below"
-    legend_outside(ax, legend, **legend_kwargs)
+    drawn = legend_outside(ax, "right" if legend is True else legend, **legend_kwargs)
+    if legend is True and _legend_width(ax.figure, drawn) > RIGHT_LEGEND_MAX:
+        drawn.remove()
+        legend_outside(ax, "below", **legend_kwargs)
     return ax
 
 
@@ -355,14 +389,15 @@ _TABLE_CSS = [
 class Table:
     """A table that shows as compact HTML in Jupyter, Colab and the built book, and as short text.
 
-    ``data`` is the DataFrame shown (with the paper's columns merged in, when given), ``styler`` the
-    pandas Styler that renders it (change it freely before the table is displayed), ``text`` the
-    plain-text fallback, no line wider than ``width`` characters.
+    ``data`` is the DataFrame shown (with the paper's columns merged in, when given), ``shown`` the
+    same cells as the strings displayed, ``styler`` the pandas Styler that renders the HTML (change
+    it freely before the table is displayed), ``text`` the plain-text fallback, no line wider than
+    ``width`` characters.
     """
 
-    def __init__(self, data, styler, caption: str | None, width: int, precision: int, index: bool):
-        self.data, self.styler, self.caption = data, styler, caption
-        self.width, self.precision, self.index = width, precision, index
+    def __init__(self, data, shown, styler, caption: str | None, width: int, index: bool):
+        self.data, self.shown, self.styler, self.caption = data, shown, styler, caption
+        self.width, self.index = width, index
 
     def _repr_html_(self) -> str:
         return self.styler.to_html()
@@ -373,30 +408,56 @@ class Table:
 
     @property
     def text(self) -> str:
-        return _plain_table(self.data, self.caption, self.width, self.precision, self.index)
+        return _plain_table(self.shown, self.caption, self.width, self.index)
 
     def __repr__(self) -> str:
         return self.text
 
 
-def _fmt(value, precision: int) -> str:
+def _cell_text(value, precision: int, spec: str | None) -> str:
+    """One cell as displayed: — for missing, ``spec`` (a format string) if given, floats rounded."""
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return "—"
+    if isinstance(value, str):  # already text, e.g. the paper's "47.5 ± 0.2"
+        return value
+    if spec is not None:
+        return spec.format(value)
     if isinstance(value, (float, np.floating)):
-        return "—" if np.isnan(value) else f"{value:.{precision}f}"
-    return "—" if value is None else str(value)
+        return f"{value:.{precision}f}"
+    return str(value)
 
 
-def _plain_table(data, caption, width: int, precision: int, index: bool) -> str:
-    """``data`` as text no wider than ``width``: pandas' own layout when it fits, else one record per row."""
+def _as_text(data, precision: int, formats: Mapping):
+    """Every cell of ``data`` as the string shown; ``formats`` maps a column (or its top level) to a spec."""
+    shown = data.copy().astype(object)
+    for column in data.columns:
+        spec = formats.get(column, formats.get(column[0]) if isinstance(column, tuple) else None)
+        shown[column] = [_cell_text(v, precision, spec) for v in data[column]]
+    # Row labels keep all their digits but no float noise: 0.25 stays 0.25, 0.1 + 0.2 shows 0.3.
+    shown.index = data.index.map(lambda key: tuple(map(_label_text, key)) if isinstance(key, tuple)
+                                 else _label_text(key))
+    shown.index.names = data.index.names
+    return shown
+
+
+def _label_text(value) -> str:
+    return f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _plain_table(shown, caption, width: int, index: bool) -> str:
+    """``shown`` as text no wider than ``width``: pandas' own layout when it fits, else one record per row."""
     lines = textwrap.wrap(caption, width) if caption else []
-    grid = data.to_string(index=index, line_width=width, na_rep="—",
-                          float_format=lambda v: f"{v:.{precision}f}").splitlines()
+    # pandas separates string columns by one space; one more keeps the columns apart
+    space = {c: 1 + max([len(v) for v in shown[c]] + [len(str(p)) for p in (c if isinstance(c, tuple) else (c,))])
+             for c in shown.columns}
+    grid = shown.to_string(index=index, line_width=width, col_space=space).splitlines()
     if max(map(len, grid), default=0) <= width:
         return "\n".join(lines + grid)
     # Too wide even column by column: one block per row, "column: value" pairs wrapped to the width.
-    flat = [" / ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in data.columns]
-    for key, row in zip(data.index, data.itertuples(index=False)):
+    flat = [" / ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in shown.columns]
+    for key, row in zip(shown.index, shown.itertuples(index=False)):
         head = (" / ".join(map(str, key)) if isinstance(key, tuple) else str(key)) if index else ""
-        body = "; ".join(f"{c}: {_fmt(v, precision)}" for c, v in zip(flat, row))
+        body = "; ".join(f"{c}: {v}" for c, v in zip(flat, row))
         lines += textwrap.wrap(f"{head} — {body}" if head else body, width, subsequent_indent="    ",
                                break_long_words=True, break_on_hyphens=False)
     return "\n".join(lines)
@@ -425,18 +486,21 @@ def _merge_paper(df, paper, ours_label: str, paper_label: str):
     return merged, [col for col in columns if col[1] == paper_label]
 
 
-def table(df, caption: str | None = None, paper=None, *, precision: int = 1, index: bool = True,
-          ours_label: str = "ours", paper_label: str = "paper", width: int = TEXT_WIDTH) -> Table:
+def table(df, caption: str | None = None, paper=None, *, precision: int = 1, formats: Mapping | None = None,
+          index: bool = True, ours_label: str = "ours", paper_label: str = "paper",
+          width: int = TEXT_WIDTH) -> Table:
     """Render ``df`` as a compact HTML table, optionally with the paper's values beside ours.
 
-    ``df``: a pandas DataFrame (numbers are shown with ``precision`` decimals, missing values as —).
-    ``caption``: a title shown above the table. ``paper``: a DataFrame of the paper's values indexed
-    like ``df``; every column of ``df`` that the paper also reports gets a sub-column ``ours_label``
-    and, beside it, ``paper_label`` (in grey italics); rows the paper lacks show —. ``index``: show
-    the row labels. The returned :class:`Table` displays as HTML (its element ids are derived from
-    the content, so re-running a notebook gives identical output) and has a plain-text form no wider
-    than ``width`` characters. Raises ``ValueError`` on a non-DataFrame, a negative precision, or a
-    ``paper`` that shares no column or row with ``df``.
+    ``df``: a pandas DataFrame. Floats are shown with ``precision`` decimals, missing values as —;
+    ``formats`` maps a column to a format string (``{"loss": "{:.3f}", "runs": "{:d}"}``) for
+    columns that need another look. ``caption``: a title shown above the table. ``paper``: a
+    DataFrame of the paper's values indexed like ``df``; every column of ``df`` that the paper also
+    reports gets a sub-column ``ours_label`` and, beside it, ``paper_label`` (in grey italics); rows
+    the paper lacks show —. ``index``: show the row labels. The returned :class:`Table` displays as
+    HTML (its element ids are derived from the content, so re-running a notebook gives identical
+    output) and has a plain-text form no wider than ``width`` characters. Raises ``ValueError`` on
+    a non-DataFrame, a negative precision, a format for a column ``df`` lacks, or a ``paper`` that
+    shares no column or row with ``df``.
     """
     import pandas as pd
 
@@ -446,17 +510,21 @@ def table(df, caption: str | None = None, paper=None, *, precision: int = 1, ind
         raise ValueError(f"precision must be an integer >= 0, got {precision!r}")
     if width < 20:
         raise ValueError(f"width must be at least 20 characters, got {width!r}")
+    formats = dict(formats or {})
+    unknown = [c for c in formats if c not in df.columns]
+    if unknown:
+        raise ValueError(f"formats names columns that df lacks: {unknown} (df has {list(df.columns)})")
     data, paper_columns = (df, []) if paper is None else _merge_paper(df, paper, ours_label, paper_label)
-    digest = hashlib.sha1((data.to_csv() + str(caption)).encode()).hexdigest()[:10]
-    styler = data.style.format(precision=precision, na_rep="—").set_uuid(f"mt{digest}")
-    styler = styler.set_table_styles(_TABLE_CSS)
+    shown = _as_text(data, precision, {str(k) if paper is not None else k: v for k, v in formats.items()})
+    digest = hashlib.sha1((shown.to_csv() + str(caption)).encode()).hexdigest()[:10]
+    styler = shown.style.set_uuid(f"mt{digest}").set_table_styles(_TABLE_CSS)
     if caption:
         styler = styler.set_caption(html.escape(caption))
     if paper_columns:
         styler = styler.set_properties(subset=paper_columns, **{"color": "#666", "font-style": "italic"})
     if not index:
         styler = styler.hide(axis="index")
-    return Table(data, styler, caption, width, precision, index)
+    return Table(data, shown, styler, caption, width, index)
 
 
 # ------------------------------------------------------------------------------------- audio

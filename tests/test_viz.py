@@ -120,11 +120,31 @@ def test_finish_puts_short_legends_right_and_long_ones_below():
     assert box.x0 >= axes.x1 and not fig.legends
 
     fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1], label="a label much longer than the limit for the right side")
+    ax.plot([0, 1], [0, 1], label="a label much longer than the limit for the right side, " * 2)
+    ax.plot([0, 1], [1, 0], label="short")
     viz.finish(ax, "T", "x", "y")
     assert ax.get_legend() is None and len(fig.legends) == 1
-    box, axes, _ = _extents(fig, fig.legends[0], ax)
-    assert box.y1 <= axes.y0
+    box, axes, figure = _extents(fig, fig.legends[0], ax)
+    assert box.y1 <= axes.y0 and box.width <= figure.width
+    assert fig.legends[0]._ncols == 1  # two columns would not fit the page
+    assert "\n" in fig.legends[0].get_texts()[0].get_text()  # nor would one line
+
+
+def test_long_labels_wrap_between_words_never_inside_math():
+    label = r"target accuracy with $k = 5$ labels after $\epsilon = 0.1$ annealing, mean of ten runs"
+    wrapped = viz._wrap_label(label, 30)
+    assert wrapped.replace("\n", " ") == label
+    assert all(line.count("$") % 2 == 0 for line in wrapped.splitlines())
+    assert max(len(line) for line in wrapped.splitlines()) <= 30
+
+
+def test_legend_below_uses_as_many_columns_as_fit():
+    fig, ax = plt.subplots()
+    for i in range(6):
+        ax.plot([0, 1], [i, i], label=f"line {i}")
+    legend = viz.legend_outside(ax, "below")
+    assert legend._ncols == 4  # at most 4 columns, and 4 short entries fit
+    assert viz.legend_outside(ax, "below", ncol=2)._ncols == 2
 
 
 def test_finish_labels_and_errors():
@@ -211,9 +231,33 @@ def test_table_puts_the_papers_values_beside_ours():
     assert "47.5 ± 0.2" in text and "ours" in text and "paper" in text
 
 
-def test_table_text_is_pandas_layout_when_it_fits():
+def test_table_text_is_a_plain_grid_when_it_fits():
     ours, _ = _results()
-    assert repr(viz.table(ours)) == ours.to_string(float_format=lambda v: f"{v:.1f}")
+    assert repr(viz.table(ours, formats={"5-shot": "{:.2f}"})).splitlines() == [
+        "                  1-shot  5-shot  runs",
+        "approach                              ",
+        "MAGMA               47.0   80.55    10",
+        "Align + Classify    40.2   70.00    10",
+    ]
+    assert viz.table(ours, index=False).text.splitlines()[0] == " 1-shot  5-shot  runs"
+
+
+def test_table_row_labels_keep_their_digits_without_float_noise():
+    frame = pd.DataFrame({"accuracy": [99.71, 32.2]}, index=pd.Index([0.25, 0.1 + 0.2], name="noise"))
+    shown = viz.table(frame)
+    assert list(shown.shown.index) == ["0.25", "0.3"] and shown.shown.index.name == "noise"
+    assert ">0.25</th>" in shown.to_html() and "0.250000" not in shown.to_html()
+    two_levels = pd.DataFrame({"x": [1.0]}, index=pd.MultiIndex.from_tuples([("a", 0.5)], names=["p", "q"]))
+    assert list(viz.table(two_levels).shown.index) == [("a", "0.5")]
+
+
+def test_table_formats_apply_to_html_and_text():
+    ours, paper = _results()
+    shown = viz.table(ours, paper=paper, formats={"1-shot": "{:.2f}", "runs": "{:d} runs"})
+    assert ">47.04</td>" in shown.to_html() and ">10 runs</td>" in shown.to_html()
+    assert "47.04" in shown.text and "47.5 ± 0.2" in shown.text
+    with pytest.raises(ValueError, match=r"formats names columns that df lacks: \['20-shot'\]"):
+        viz.table(ours, formats={"20-shot": "{:.1f}"})
 
 
 def test_table_text_never_wider_than_the_page():
