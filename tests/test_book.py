@@ -7,11 +7,18 @@ Every notebook listed in ``_toc.yml`` must have
 * committed outputs: every code cell executed, execution counts 1, 2, 3, ... in cell order (what a
   top-to-bottom papermill run leaves behind), and no error outputs.
 
+Chapters listed in :data:`WIDTH_CHECKED` also keep every stored text output line within
+:data:`MAX_TEXT_WIDTH` characters (the page's output column), and those in :data:`FRONT_MATTER_CHECKED`
+open with prerequisites, learning objectives and a time estimate, hide their scaffolding (setup,
+``glue`` bookkeeping, claim assertions) with cell tags, and end with an exercise whose solution is a
+code cell. The goal is every chapter in both lists.
+
 nbval (``pytest --nbval book/``) then checks that re-running the cells reproduces those outputs.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -87,3 +94,93 @@ def test_outputs_committed_in_order(notebook):
         f"in a fresh kernel (scripts/execute_book.sh)")
     errors = [i for i, c in enumerate(code_cells, 1) if any(o.output_type == "error" for o in c.outputs)]
     assert not errors, f"{path.name}: code cells {errors} have error outputs"
+
+
+# ------------------------------------------------------------------------- the page, as a reader sees it
+# Chapters whose stored text outputs must fit the page. Extend this list chapter by chapter until it
+# holds every notebook of the book (then replace it by NOTEBOOKS).
+WIDTH_CHECKED = ["book/01_theory.ipynb", "book/02_contrastive_alignment.ipynb", "book/03_reptile.ipynb"]
+# Characters per line that the output column shows without a scroll bar (88: the limit of issue 11;
+# a 1280-px window shows about 80 characters of 14-px monospace text in the output column).
+MAX_TEXT_WIDTH = 88
+# Chapters brought to the teaching standard of issue 11: front matter, folded scaffolding, exercises.
+FRONT_MATTER_CHECKED = ["book/01_theory.ipynb", "book/02_contrastive_alignment.ipynb", "book/03_reptile.ipynb"]
+HIDDEN = {"hide-input", "remove-input", "remove-cell"}
+
+
+def _shown_text(cell):
+    """(what, text) of every text output the book shows as text: streams, and text/plain of
+    displays that carry no HTML or image (those are shown instead of the text)."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            yield output.name, output.text
+        elif output.output_type in ("display_data", "execute_result"):
+            data = output.get("data", {})
+            if "text/plain" in data and not any(k == "text/html" or k.startswith("image/") for k in data):
+                yield "text/plain", data["text/plain"]
+
+
+def _read(relative):
+    path = ROOT / relative
+    if not path.is_file():
+        pytest.skip(f"{relative} does not exist (yet)")
+    return nbformat.read(path, as_version=4)
+
+
+def test_checked_chapters_are_in_the_book():
+    listed = {p.relative_to(ROOT).as_posix() for p in NOTEBOOKS}
+    for relative in set(WIDTH_CHECKED) | set(FRONT_MATTER_CHECKED):
+        assert relative in listed, f"{relative} is checked but not in _toc.yml"
+
+
+@pytest.mark.parametrize("relative", WIDTH_CHECKED)
+def test_text_outputs_fit_the_page(relative):
+    nb = _read(relative)
+    too_wide = []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        for what, text in _shown_text(cell):
+            too_wide += [f"code cell {i + 1} ({what}, {len(line)} chars): {line[:60]}..."
+                         for line in text.splitlines() if len(line) > MAX_TEXT_WIDTH]
+    assert not too_wide, (f"{relative}: output lines wider than {MAX_TEXT_WIDTH} characters; show "
+                          f"tables with viz.table, wrap long prints:\n" + "\n".join(too_wide))
+
+
+@pytest.mark.parametrize("relative", FRONT_MATTER_CHECKED)
+def test_chapter_opens_with_front_matter(relative):
+    opening = _read(relative).cells[0].source
+    for part in ("Prerequisites", "You will learn", "Time."):
+        assert part in opening, f"{relative}: the first cell has no {part!r}"
+    assert re.search(r"runs in about \d+ s", opening), (
+        f"{relative}: give the measured run time ('runs in about N s', from scripts/execute_book.sh)")
+
+
+@pytest.mark.parametrize("relative", FRONT_MATTER_CHECKED)
+def test_scaffolding_is_folded_away(relative):
+    code = [c for c in _read(relative).cells if c.cell_type == "code"]
+    install = [c for c in code if "pip install" in c.source]
+    assert install and all("remove-cell" in c.metadata.get("tags", []) for c in install), (
+        f"{relative}: the install cell must exist and be tagged remove-cell")
+    for line in (l for c in install for l in c.source.splitlines() if "pip install" in l):
+        assert "magma_teach[book]" in line and not re.search(r"\btorch", line), (
+            f"{relative}: install magma_teach[book] and never torch: {line.strip()!r}")
+    for cell in code:
+        tags = set(cell.metadata.get("tags", []))
+        first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
+        if first.startswith("# Claim"):
+            assert tags & HIDDEN, f"{relative}: a claims cell is shown: {first!r}"
+        if re.search(r"^glue\(", cell.source, re.MULTILINE):
+            assert tags & HIDDEN, f"{relative}: a cell with glue() bookkeeping is shown: {first!r}"
+
+
+@pytest.mark.parametrize("relative", FRONT_MATTER_CHECKED)
+def test_an_exercise_has_a_runnable_solution(relative):
+    cells = _read(relative).cells
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "{solution-start}" in c.source]
+    assert starts, f"{relative}: no exercise with a gated solution ({{solution-start}} ... {{solution-end}})"
+    for i in starts:
+        assert ":class: dropdown" in cells[i].source, f"{relative}: solutions must be hidden until clicked"
+        end = next(j for j in range(i, len(cells)) if "{solution-end}" in cells[j].source)
+        assert any(c.cell_type == "code" for c in cells[i + 1:end]), (
+            f"{relative}: the solution starting at cell {i} has no code cell")
+    labels = re.findall(r"{exercise}[^\n]*\n:label: (\S+)", "\n".join(c.source for c in cells))
+    assert labels, f"{relative}: no labeled {{exercise}}"
