@@ -770,7 +770,7 @@ def data_flow_diagram():
     tagged(x0, y_tgt, w0, h_tgt, "few examples, paired\nwith source examples\n"
                                  "$(x_s, x_t)$ → alignment\ntasks $\\mathcal{T}_a$\n", "labels: none", "target", "0.3")
     tagged(x1, y_tgt, w1, h_tgt, "few-shot tasks:\n$k$ labeled shots\nand a query set\n\n",
-           "labels: choose the model", "target", "#8E5478")
+           "labels: model choice", "target", "#8E5478")
     tagged(x2, y_tgt, w2, h_tgt, "new tasks $\\mathcal{T}_t$:\nfine-tune on $k$ shots,\nclassify the query\n\n",
            "query labels: score only", "target", ROLE["magma"])
     for x, w in ((x1, w1), (x2, w2)):

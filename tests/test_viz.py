@@ -361,7 +361,7 @@ def _texts(fig) -> str:
     (viz.algorithm_diagram, ["Inner loop 1", "Inner loop 2", "Reptile update 1", "Reptile update 2",
                              "Alignment task", "Source task", "meta-parameters", "\\epsilon"]),
     (viz.data_flow_diagram, ["Meta-train", "Validation", "Meta-test", "labels: none", "score only",
-                             "choose the model", "not used"]),
+                             "model choice", "not used"]),
     (viz.roadmap_diagram, ["01", "03", "Reptile", "06", "13"]),
 ])
 def test_diagrams_are_complete_readable_and_page_wide(draw, expected):
