@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch threads: a number or one of " + ", ".join(THREAD_POLICIES)
                           + " (default: $MAGMA_TEACH_THREADS, else the package's default)")
 
+    tune = sub.add_parser("tune", help="equal-budget tuning: one Optuna study per approach, validation concepts only",
+                          description="Tune the learning rates of every approach on a benchmark with the same number "
+                                      "of trials each, scoring validation concepts only; --write stores the chosen "
+                                      "settings in the package (magma_teach/tuned.json).")
+    tune.add_argument("benchmark", choices=["numbers", "languages"])
+    tune.add_argument("--approach", action="append", default=None, metavar="NAME",
+                      help="tune only this approach (repeatable; default: every approach of the benchmark's table)")
+    tune.add_argument("--trials", type=int, default=12, help="finished trials per study (default: 12)")
+    tune.add_argument("--preset", default="quick", choices=list(PRESETS), help="training budget of each trial")
+    tune.add_argument("--seed", type=_seed, default=0, help="seed of the data and of the TPE sampler (default: 0)")
+    tune.add_argument("--storage", default=None, metavar="URL",
+                      help="Optuna storage (default: sqlite:///<cache>/tuning.db); an RDB URL shares studies "
+                           "between machines")
+    tune.add_argument("--cache-dir", default=None, metavar="DIR", help="cache folder (data and the default storage)")
+    tune.add_argument("--write", action="store_true", help="store the chosen settings in magma_teach/tuned.json")
+
     sub.add_parser("list", help="list the experiments, one line each")
     return parser
 
@@ -180,6 +196,45 @@ def _run(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from magma_teach import tuning
+    from magma_teach.data.registry import load
+    from magma_teach.experiments import PRESETS, magma_config
+    from magma_teach.experiments.context import APPROACHES_AFTER_FIRST
+    from magma_teach.utils import phase
+
+    if args.trials < 1:
+        raise ValueError(f"--trials must be a positive integer, got {args.trials}")
+    first = "Random init" if args.benchmark == "numbers" else "Supervised learning"
+    approaches = args.approach or [first, *APPROACHES_AFTER_FIRST]
+    for a in approaches:
+        if a not in tuning.SPACES:
+            raise ValueError(f"--approach must be one of {', '.join(tuning.SPACES)}, got {a!r}")
+    _check_cache(args.cache_dir)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ValueError("tuning needs Optuna: pip install 'magma_teach[tune]'") from None
+    preset = PRESETS[args.preset]
+    storage = args.storage or tuning.default_storage(args.cache_dir)
+    data = load(args.benchmark, preset="full" if preset.data == "full" else "quick", seed=args.seed,
+                cache_dir=args.cache_dir, **preset.data_overrides.get(args.benchmark, {}))
+    results = {}
+    for a in approaches:
+        with phase(f"[tune {args.benchmark}] {a}: {args.trials} trials"):
+            results[a] = tuning.run_study(args.benchmark, a, data, magma_config(preset, data, approach=a), args.trials,
+                                          storage, seed=args.seed)
+        print(f"{a}: validation {results[a]['value']:.1f}% with {results[a]['params']}")
+    if args.write:
+        command = f"python -m magma_teach tune {args.benchmark} --trials {args.trials} --preset {args.preset} --write"
+        path = tuning.write_tuned(args.benchmark, results, {
+            "command": command, "preset": args.preset, "sampler": f"TPE (seed {args.seed})",
+            "objective": "mean 5-way accuracy (%) at k = 1 and 5 on validation concepts",
+            "training seed": tuning.TUNING_SEED})
+        print(f"wrote {path.name}")
+    return 0
+
+
 def _list(args) -> int:
     from magma_teach.experiments import EXPERIMENTS
 
@@ -196,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = f" {args.command}"
-        return {"data": _data, "run": _run, "list": _list}[args.command](args)
+        return {"data": _data, "run": _run, "list": _list, "tune": _tune}[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}{command}: interrupted (Ctrl-C); result and cache files are written whole or "
                          f"not at all, so nothing half-written was left\n")

@@ -22,8 +22,6 @@ concepts are never looked at during training.
 from __future__ import annotations
 
 import copy
-import os
-import sys
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -38,7 +36,7 @@ from magma_teach.data.episodes import (ClassificationTask, sample_alignment_task
 from magma_teach.encoders import Classifier, encoder_for
 from magma_teach.losses import DEFAULT_TEMPERATURE, check_positives, strong_nce, weak_nce
 from magma_teach.reptile import EpsilonSchedule, InnerLoop, OuterUpdate, Params, Reptile, batched_adapt
-from magma_teach.utils import check_positive, check_range
+from magma_teach.utils import check_positive, check_range, show_progress
 
 
 class CrossModalModel(nn.Module):
@@ -111,7 +109,8 @@ class MagmaConfig:
     The update-rule options (see :mod:`magma_teach.reptile`): ``align_inner.carry_state`` /
     ``classify_inner.carry_state`` (inner Adam state carried across tasks), ``align_outer`` /
     ``classify_outer`` (ε-interpolation or an optimizer on the pseudo-gradient), ``meta_batch`` (T, any T ≥ 1) and ``fresh_batches`` (a new
-    batch at every inner step instead of one task reused). Pairing: ``weak=False`` is eq. 3 over
+    minibatch of the same task — the same concepts, new examples — at every inner step, instead of one
+    batch reused). Pairing: ``weak=False`` is eq. 3 over
     instance pairs; ``weak=True`` is eq. 4 over groups, where a group is a cluster of concepts
     (``groups="cluster"``, ``data.clusters``) or a single concept (``groups="concept"``: several source
     and target examples of one concept are all positives of each other, so no pair of one concept is
@@ -133,7 +132,7 @@ class MagmaConfig:
     epsilon: EpsilonSchedule = field(default_factory=lambda: EpsilonSchedule(1.0, 0.1))
     align_outer: OuterUpdate = field(default_factory=OuterUpdate)  # how e_s, e_t move (and the Oracle's e_t, φ)
     classify_outer: OuterUpdate = field(default_factory=OuterUpdate)  # how φ moves
-    fresh_batches: bool = False  # a fresh task batch at every inner step (else one task reused)
+    fresh_batches: bool = False  # a fresh minibatch of the task's concepts at every inner step (else one reused)
     finetune: InnerLoop = field(default_factory=lambda: InnerLoop(steps=20, lr=1e-3, betas=(0.9, 0.999)))
     validate_every: int = 50
     val_shots: int = 5
@@ -216,11 +215,44 @@ def embed(model: CrossModalModel, part: str, batch) -> torch.Tensor:
     return z.unflatten(0, lengths.shape)
 
 
-def sample_meta_batch(sample, cfg: MagmaConfig, inner: InnerLoop):
-    """T tasks from ``sample()``, stacked (T, ...); with ``cfg.fresh_batches`` one per inner step, (T, S, ...)."""
+def sample_meta_batch(task, cfg: MagmaConfig, inner: InnerLoop):
+    """T tasks stacked (T, ...). ``task()`` returns ``draw``, a function that draws one batch of a freshly
+    chosen task; with ``cfg.fresh_batches`` each task draws one batch per inner step, (T, S, ...), all
+    from the same task (the same concepts), else one batch reused for every step."""
     def one():
-        return stack_tasks([sample() for _ in range(inner.steps)]) if cfg.fresh_batches else sample()
+        draw = task()
+        return stack_tasks([draw() for _ in range(inner.steps)]) if cfg.fresh_batches else draw()
     return stack_tasks([one() for _ in range(cfg.meta_batch)])
+
+
+def alignment_batches(data: CrossModalDataset, concepts, cfg: MagmaConfig, generator):
+    """``draw()`` for one alignment task: its concepts (or groups) are chosen once, each call draws new examples.
+
+    Instance pairs: ``align_way`` concepts with at least ``pairs_per_concept`` pairs. Weak pairs:
+    ``align_way`` groups with examples in both modalities, and every concept of those groups.
+    """
+    n_way = cfg.align_way or cfg.n_way
+    concepts = torch.as_tensor(list(concepts), dtype=torch.long, device=data.clusters.device)
+    if cfg.weak:
+        both = torch.isin(concepts, data.source.labels) & torch.isin(concepts, data.target.labels)
+        groups = torch.unique(data.clusters[concepts[both]])
+        chosen = groups[torch.randperm(len(groups), generator=generator)[:n_way].to(groups.device)]
+        task = concepts[both & torch.isin(data.clusters[concepts], chosen)].tolist()
+    else:
+        counts = torch.bincount(data.source.labels[data.pairs[:, 0]], minlength=data.num_classes)
+        eligible = concepts[counts[concepts] >= cfg.pairs_per_concept]
+        task = eligible[torch.randperm(len(eligible), generator=generator)[:n_way].to(eligible.device)].tolist()
+    n_way = min(n_way, len(task)) if not cfg.weak else min(n_way, len(groups))
+    return lambda: sample_alignment_task(data, task, n_way, cfg.pairs_per_concept, generator, weak=cfg.weak,
+                                         pairing_noise=cfg.pairing_noise)
+
+
+def classification_batches(modality, concepts, cfg: MagmaConfig, generator):
+    """``draw()`` for one N-way task of ``modality``: N concepts chosen once, each call draws new shots of them
+    (labels 0..N-1 keep their meaning across the task's batches)."""
+    chosen = sample_classification_task(modality, concepts, cfg.n_way, 1, 1, generator).concepts.tolist()
+    return lambda: sample_classification_task(modality, chosen, cfg.n_way, cfg.source_shots, 1, generator,
+                                              fixed_concepts=True)
 
 
 def alignment_view(data: CrossModalDataset, cfg: MagmaConfig) -> CrossModalDataset:
@@ -239,9 +271,7 @@ class MetaAlignment:
 
     def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
         view = alignment_view(data, cfg)
-        tasks = sample_meta_batch(lambda: sample_alignment_task(
-            view, concepts, cfg.align_way or cfg.n_way, cfg.pairs_per_concept, generator, weak=cfg.weak,
-            pairing_noise=cfg.pairing_noise), cfg, cfg.align_inner)
+        tasks = sample_meta_batch(lambda: alignment_batches(view, concepts, cfg, generator), cfg, cfg.align_inner)
         self.reptile.step(self.loss, tasks, epsilon, per_step=cfg.fresh_batches)
 
 
@@ -253,8 +283,8 @@ class MetaClassifier:
         self.loss = classifier_loss(model)
 
     def __call__(self, model, data, concepts, cfg: MagmaConfig, epsilon: float, generator) -> None:
-        tasks = sample_meta_batch(lambda: sample_classification_task(
-            data.source, concepts, cfg.n_way, cfg.source_shots, 1, generator), cfg, cfg.classify_inner)
+        tasks = sample_meta_batch(lambda: classification_batches(data.source, concepts, cfg, generator), cfg,
+                                  cfg.classify_inner)
         z = embed(model, "source", tasks.support)  # e_s is fixed here, as in Algorithm 1
         self.reptile.step(self.loss, (z, tasks.support_y), epsilon, per_step=cfg.fresh_batches)
 
@@ -345,7 +375,7 @@ def train_loop(model: CrossModalModel, data: CrossModalDataset, cfg: MagmaConfig
     steps = [step(model, data, cfg) if isinstance(step, type) else step for step in steps]
     history = {"iteration": [], "val_accuracy": [], "best_iteration": 0}
     best, best_state = -1.0, None
-    for it in trange(cfg.iterations, desc=desc, disable=not show_progress(progress)):
+    for it in trange(cfg.iterations, desc=desc, disable=not show_progress(progress), leave=False):
         eps = cfg.epsilon(it, cfg.iterations)
         for step in steps:
             step(model, data, concepts, cfg, eps, generator)
@@ -403,10 +433,3 @@ def meta_train_labels(data: CrossModalDataset) -> torch.Tensor:
     label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=concepts.device)
     label_of[concepts] = torch.arange(len(concepts), device=concepts.device)
     return label_of
-
-
-def show_progress(progress: bool | None) -> bool:
-    """tqdm on in a terminal, off in CI (``CI`` set) and when output is not a terminal."""
-    if progress is not None:
-        return progress
-    return not os.environ.get("CI") and sys.stderr.isatty()

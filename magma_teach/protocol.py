@@ -103,7 +103,14 @@ def run_protocol(predict: Predictor, modality: Modality, tasks: Sequence[Sequenc
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean over tasks within a repeat, then mean ± std over repeats: one row per ``shots``."""
-    per_repeat = results.groupby(["shots", "repeat"])["accuracy"].mean()
-    table = per_repeat.groupby("shots").agg(mean="mean", std=lambda a: float(np.std(a))).reset_index()
-    return table
+    """Mean over tasks within a draw, then mean ± std over draws: one row per ``shots``.
+
+    A draw is one repeat of the protocol; when ``results`` also has a ``seed`` column (one training
+    seed per trained model), a draw is one (seed, repeat), so the std spans training seeds × evaluation
+    draws. The columns ``seeds`` and ``repeats`` say how many of each the spread covers.
+    """
+    draw = ["seed", "repeat"] if "seed" in results else ["repeat"]
+    per_draw = results.groupby(["shots", *draw])["accuracy"].mean().reset_index()
+    table = per_draw.groupby("shots")["accuracy"].agg(mean="mean", std=lambda a: float(np.std(a))).reset_index()
+    return table.assign(seeds=int(results["seed"].nunique()) if "seed" in results else 1,
+                        repeats=int(results["repeat"].nunique()))

@@ -21,6 +21,7 @@ for the length of a ``with`` block.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -205,6 +206,36 @@ def phase(label: str, progress: bool | None = None):
                     _write(f"{full}… {done}\n")
         elif show:
             _close_open_line()
+
+
+class _StderrLines(logging.Handler):
+    """Writes each record as one line to the *current* ``sys.stderr`` (notebooks and pytest replace it
+    after import, so a stream captured at import time would be the wrong one). It first ends a
+    :func:`phase` line left open, and writes through ``tqdm.write`` so that a progress bar on screen
+    is moved below the line instead of being broken by it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            _close_open_line()
+            tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+def package_logger() -> logging.Logger:
+    """The ``magma_teach`` logger, writing ``magma_teach: <message>`` lines on stderr (set up once)."""
+    logger = logging.getLogger("magma_teach")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        handler = _StderrLines()
+        handler.setFormatter(logging.Formatter("magma_teach: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False  # a root handler configured by the user would print every line twice
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+    return logger
 
 
 # --------------------------------------------------------------------------- threads

@@ -36,10 +36,10 @@ def _finite(frame, columns):
     return all(math.isfinite(v) for c in columns for v in frame[c])
 
 
-@pytest.mark.parametrize("name, first", [("image-audio", "Unsup. pre-training"), ("text-speech", "Supervised learning")])
+@pytest.mark.parametrize("name, first", [("image-audio", "Random init"), ("text-speech", "Supervised learning")])
 def test_comparison_tables(results, name, first):
     rows = results[0][name].rows
-    expected = [first] + [a for a in APPROACHES if a not in ("Unsup. pre-training", "Supervised learning")]
+    expected = [first] + [a for a in APPROACHES if a not in ("Random init", "Supervised learning")]
     assert list(dict.fromkeys(rows["approach"])) == expected
     assert set(rows["shots"]) == {1, 5}
     assert _finite(rows, ["mean", "std"]) and rows["mean"].between(0, 100).all()

@@ -43,7 +43,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -55,43 +54,14 @@ import torch
 from filelock import FileLock, Timeout
 
 from magma_teach.data.base import CrossModalDataset, Modality
+from magma_teach.utils import package_logger
 
 ENV_VAR = "MAGMA_TEACH_CACHE"
 LOCK_FOLDER = ".locks"
 REASON_WIDTH = 120  # characters of an error message quoted in the corrupt-file line
 
 
-# --- one-line messages on stderr --------------------------------------------------------------------
-
-class _StderrLines(logging.Handler):
-    """Writes each record as one line to the *current* ``sys.stderr`` (notebooks and pytest replace it
-    after import, so a stream captured at import time would be the wrong one), through ``tqdm.write``
-    so that a progress bar on screen is moved below the line instead of being broken by it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never raise into the caller
-            self.handleError(record)
-
-
-def package_logger() -> logging.Logger:
-    """The ``magma_teach`` logger with its one-line stderr handler (added once; idempotent)."""
-    logger = logging.getLogger("magma_teach")
-    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
-        handler = _StderrLines()
-        handler.setFormatter(logging.Formatter("magma_teach: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False  # a root handler configured by the user would print every line twice
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
-    return logger
-
-
-package_logger()
+package_logger()  # lines as 'magma_teach: …' on stderr
 log = logging.getLogger("magma_teach.cache")
 
 

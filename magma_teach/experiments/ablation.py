@@ -83,6 +83,13 @@ def validation_alignment(model, data) -> dict:
     return {"val median rank": retrieval_metrics(sim.cpu())["rank"], "val cosine loss": float(cosine_alignment_loss(z_s, z_t))}
 
 
+def check_settings(ctx: Context) -> None:
+    """Refuse ``--set split`` (the ablation runs both splits itself); validate the other ``numbers`` settings."""
+    if "split" in ctx.data_settings:
+        raise ValueError("the ablation runs both splits of numbers itself; remove --set split")
+    ctx.benchmark_config("numbers", needs_pairs=True)
+
+
 def ablation(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """Every variant × split × training seed → validation scores; rows are mean ± std over seeds."""
     runs = []

@@ -103,26 +103,43 @@ class Context:
         return data.to(self.device)
 
 
-def few_shot_rows(trained: TrainedApproach, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context,
+def few_shot_rows(trained, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context,
                   label_noise: float = 0.0) -> pd.DataFrame:
-    """Evaluate one trained approach with the shared protocol → rows (approach, shots, mean, std, counts)."""
-    results = run_protocol(finetune_predictor(trained.model, cfg.finetune), data.target, data.eval_tasks,
-                           shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed, label_noise=label_noise)
+    """Evaluate one approach with the shared protocol → rows (approach, shots, mean, std, seeds, repeats, counts).
+
+    ``trained`` is one :class:`TrainedApproach` or a list of them, one per training seed: every model
+    meets the same evaluation draws, and mean ± std run over seeds × draws.
+    """
+    models = trained if isinstance(trained, list) else [trained]
+    results = pd.concat([run_protocol(finetune_predictor(t.model, cfg.finetune), data.target, data.eval_tasks,
+                                      shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed,
+                                      label_noise=label_noise).assign(seed=s) for s, t in enumerate(models)])
+    first = models[0]
     table = summarize(results)
-    return table.assign(approach=trained.name, group=trained.group, target_samples=trained.target_samples,
-                        target_labels=trained.target_labels)[
-        ["approach", "group", "shots", "mean", "std", "target_samples", "target_labels"]]
+    return table.assign(approach=first.name, group=first.group, target_samples=first.target_samples,
+                        target_labels=first.target_labels)[
+        ["approach", "group", "shots", "mean", "std", "seeds", "repeats", "target_samples", "target_labels"]]
 
 
-def _train(name, data, cfg, ctx) -> TrainedApproach:
+def _train(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> TrainedApproach:
+    """``name`` trained once, with the run's own seed (runners that do not average over seeds)."""
     return train_approach(name, data, cfg, seed=ctx.seed, progress=ctx.progress)
 
 
+def train_seeds(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> list[TrainedApproach]:
+    """``name`` trained once per training seed of the run (:attr:`Context.seeds`)."""
+    return [train_approach(name, data, cfg, seed=seed, progress=ctx.progress) for seed in ctx.seeds]
+
+
+APPROACHES_AFTER_FIRST = ("Unsup. meta-learning (reconstruct)", "Align + Classify", "Align + Meta Classify", "MAGMA",
+                          "Oracle")
+
+
 def _comparison(benchmark: str, first: str, ctx: Context):
+    """Every approach of a few-shot table on ``benchmark``, each with its own (tuned) config and every seed."""
     data = ctx.benchmark(benchmark)
-    cfg = magma_config(ctx.preset, data)
-    approaches = [first, "Unsup. meta-learning (reconstruct)", "Align + Classify", "Align + Meta Classify",
-                  "MAGMA", "Oracle"]
-    trained = {a: _train(a, data, cfg, ctx) for a in approaches}
-    rows = pd.concat([few_shot_rows(t, data, cfg, ctx) for t in trained.values()], ignore_index=True)
-    return data, cfg, trained, rows
+    approaches = [first, *APPROACHES_AFTER_FIRST]
+    cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in approaches}
+    trained = {a: train_seeds(a, data, cfgs[a], ctx) for a in approaches}
+    rows = pd.concat([few_shot_rows(trained[a], data, cfgs[a], ctx) for a in approaches], ignore_index=True)
+    return data, cfgs, trained, rows

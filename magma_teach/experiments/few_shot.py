@@ -14,25 +14,25 @@ from magma_teach.protocol import default_query_size, evaluation_tasks
 
 def image_audio(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """Table 2 on ``numbers``: every approach at 1/5/10 shots with the target data it used."""
-    _, _, _, rows = _comparison("numbers", "Unsup. pre-training", ctx)
+    _, _, _, rows = _comparison("numbers", "Random init", ctx)
     return rows, {}
 
 
 def text_speech(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """Table 4 on ``languages``, plus Table-5-style predictions of MAGMA and the Oracle after 5 shots."""
-    data, cfg, trained, rows = _comparison("languages", "Supervised learning", ctx)
-    return rows, {"predictions": sample_predictions(data, cfg, trained, ctx)}
+    data, cfgs, trained, rows = _comparison("languages", "Supervised learning", ctx)
+    return rows, {"predictions": sample_predictions(data, cfgs, trained, ctx)}
 
 
 def text_image(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """The poster's recipe table on Yummly-28K (ingredients text → food photo); full data only."""
     if ctx.data != "full":
         raise ValueError("text-image runs on the Yummly-28K recipes only: add --data full")
-    _, _, _, rows = _comparison("recipes", "Unsup. pre-training", ctx)
+    _, _, _, rows = _comparison("recipes", "Random init", ctx)
     return rows, {}
 
 
-def sample_predictions(data, cfg, trained, ctx, shots: int = 5, per_task: int = 2) -> pd.DataFrame:
+def sample_predictions(data, cfgs, trained, ctx, shots: int = 5, per_task: int = 2) -> pd.DataFrame:
     """For the first queries of every evaluation task: the sentence, its language, MAGMA's and the Oracle's guess."""
     k = min(shots, max(ctx.preset.shots))
     n_query = default_query_size(data.target, data.eval_tasks, ctx.preset.shots)
@@ -40,7 +40,8 @@ def sample_predictions(data, cfg, trained, ctx, shots: int = 5, per_task: int = 
     tasks = evaluation_tasks(data.target, data.eval_tasks, k, n_query, g())
     proxy = Modality("vector", torch.arange(len(data.target)), data.target.lengths.cpu(), data.target.labels.cpu())
     indices = evaluation_tasks(proxy, data.eval_tasks, k, n_query, g()).query[0]  # the same draw, as indices
-    guesses = {a: finetune_predictor(trained[a].model, cfg.finetune)(tasks).cpu() for a in ("MAGMA", "Oracle")}
+    # The model of the run's own seed (the first training seed) of each approach.
+    guesses = {a: finetune_predictor(trained[a][0].model, cfgs[a].finetune)(tasks).cpu() for a in ("MAGMA", "Oracle")}
     rows, seen = [], set()
     for t, concepts in enumerate(data.eval_tasks):
         for q in range(per_task):

@@ -9,7 +9,7 @@ import torch
 
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.evaluate import symmetric_noise
-from magma_teach.experiments.context import Context, _train, few_shot_rows
+from magma_teach.experiments.context import Context, few_shot_rows, train_seeds
 from magma_teach.experiments.presets import magma_config
 
 
@@ -21,13 +21,13 @@ def noisy_labels(ctx: Context) -> tuple[pd.DataFrame, dict]:
     it is trained once; the Oracle is retrained at every noise rate.
     """
     data = ctx.benchmark("numbers")
-    cfg = magma_config(ctx.preset, data)
-    magma = _train("MAGMA", data, cfg, ctx)
+    cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in ("MAGMA", "Oracle")}
+    magma = train_seeds("MAGMA", data, cfgs["MAGMA"], ctx)
     rows = []
     for rate in ctx.preset.noise_rates:
-        oracle = _train("Oracle", _with_noisy_target_labels(data, rate, ctx.seed), cfg, ctx)
-        for trained in (magma, oracle):
-            rows.append(few_shot_rows(trained, data, cfg, ctx, label_noise=rate).assign(noise=rate))
+        oracle = train_seeds("Oracle", _with_noisy_target_labels(data, rate, ctx.seed), cfgs["Oracle"], ctx)
+        for name, trained in (("MAGMA", magma), ("Oracle", oracle)):
+            rows.append(few_shot_rows(trained, data, cfgs[name], ctx, label_noise=rate).assign(noise=rate))
     return pd.concat(rows, ignore_index=True), {}
 
 

@@ -74,12 +74,23 @@ ALIGNMENT = {"numbers": dict(align_way=20, pairs_per_concept=1),
 FULL_DATA = {"numbers": "esc50", "languages": "fleurs"}
 
 
-def magma_config(preset: Preset, data: CrossModalDataset, **changes) -> MagmaConfig:
-    """The :class:`MagmaConfig` of a preset on a benchmark (validation-chosen learning rates).
+# MAGMA's update rule, as the ablation (chapter 6, ``run ablation``) chose it on validation concepts;
+# ``MagmaConfig`` defaults and an empty dict mean the literal Algorithm 1.
+MAGMA_RULE: dict = {}
+
+
+def magma_config(preset: Preset, data: CrossModalDataset, approach: str | None = None, **changes) -> MagmaConfig:
+    """The :class:`MagmaConfig` of a preset on a benchmark, for one ``approach`` (or the shared base).
 
     Tasks are as wide as the benchmark's evaluation tasks; alignment tasks use at most as many concepts
-    as the meta-train split has.
+    as the meta-train split has. For an ``approach`` the config also gets, in order: MAGMA's update
+    rule (:data:`MAGMA_RULE`, for ``"MAGMA"``), the learning rates its tuning study chose on validation
+    concepts (:func:`magma_teach.tuning.tuned`), and an equal budget: as many inner gradient steps as
+    the preset's iterations × meta-batch (a rule with a smaller meta-batch gets more iterations, and
+    as many validations). ``changes`` come last.
     """
+    from magma_teach import tuning
+
     alignment = dict(ALIGNMENT[data.name])
     alignment["align_way"] = min(alignment["align_way"], len(data.splits["meta_train"]))
     cfg = MagmaConfig(n_way=len(data.eval_tasks[0]),  # the benchmark's task size (5 but for fleurs)
@@ -87,4 +98,10 @@ def magma_config(preset: Preset, data: CrossModalDataset, **changes) -> MagmaCon
         align_inner=InnerLoop(preset.inner_steps, 3e-3), classify_inner=InnerLoop(preset.inner_steps, 3e-3),
         finetune=InnerLoop(preset.finetune_steps, 1e-3, betas=(0.9, 0.999)),
         source_pretrain_steps=preset.source_pretrain_steps, patience=preset.patience, **alignment)
+    if approach == "MAGMA":
+        cfg = replace(cfg, **MAGMA_RULE)
+    if approach is not None:
+        cfg = tuning.apply(cfg, tuning.tuned(data.name, approach))
+    scale = preset.meta_batch // cfg.meta_batch if preset.meta_batch % cfg.meta_batch == 0 else 1
+    cfg = replace(cfg, iterations=preset.iterations * scale, validate_every=preset.validate_every * scale)
     return replace(cfg, **changes)

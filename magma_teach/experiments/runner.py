@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from magma_teach.experiments.ablation import ablation
+from magma_teach.experiments.ablation import check_settings as ablation_settings
 from magma_teach.experiments.context import Context
 from magma_teach.experiments.few_shot import image_audio, text_image, text_speech
 from magma_teach.experiments.noisy_labels import noisy_labels
@@ -84,8 +86,10 @@ EXPERIMENTS: dict[str, Experiment] = {
     "noisy-labels": Experiment(noisy_labels, "Figure 3: MAGMA vs Oracle under symmetric target-label noise"),
     "tradeoff": Experiment(tradeoff, "Poster: alignment vs supervision (pairs, pairing noise, weak vs labels)",
                            benchmark=None, data=("offline",), check=tradeoff_settings),
-    "strong-weak": Experiment(strong_weak, "Strong (instance) vs weak (same-decade) pairs on numbers",
+    "strong-weak": Experiment(strong_weak, "Instance pairs vs concept groups vs decade clusters for MAGMA on numbers",
                               needs_pairs=True),
+    "ablation": Experiment(ablation, "What makes meta-alignment work: Reptile update rules on validation numbers",
+                           benchmark=None, data=("offline",), check=ablation_settings),
     "text-image": Experiment(text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)",
                              benchmark="recipes", data=("full",)),
 }
