@@ -103,7 +103,8 @@ def check_waveform(waveform, name: str = "waveform", allow_empty: bool = False) 
     if bad.size:
         raise ValueError(f"{name} must hold finite samples, got {bad.size} NaN/infinite one(s), "
                          f"the first at index {bad[0]}")
-    return array.astype(np.float32, copy=False)
+    array = array.astype(np.float32, copy=False)
+    return array if array.flags.writeable else array.copy()  # torch.from_numpy warns on read-only memory
 
 
 @functools.lru_cache(maxsize=None)
