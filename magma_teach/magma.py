@@ -233,11 +233,13 @@ def alignment_batches(data: CrossModalDataset, concepts, cfg: MagmaConfig, gener
     """
     n_way = cfg.align_way or cfg.n_way
     concepts = torch.as_tensor(list(concepts), dtype=torch.long, device=data.clusters.device)
-    if cfg.weak:
-        both = torch.isin(concepts, data.source.labels) & torch.isin(concepts, data.target.labels)
-        groups = torch.unique(data.clusters[concepts[both]])
+    if cfg.weak:  # a group needs examples in both modalities, possibly of different concepts (CIFAR ↔ ESC-50)
+        cluster = data.clusters[concepts]
+        with_source = torch.unique(cluster[torch.isin(concepts, data.source.labels)])
+        with_target = torch.unique(cluster[torch.isin(concepts, data.target.labels)])
+        groups = with_source[torch.isin(with_source, with_target)]
         chosen = groups[torch.randperm(len(groups), generator=generator)[:n_way].to(groups.device)]
-        task = concepts[both & torch.isin(data.clusters[concepts], chosen)].tolist()
+        task = concepts[torch.isin(cluster, chosen)].tolist()
     else:
         counts = torch.bincount(data.source.labels[data.pairs[:, 0]], minlength=data.num_classes)
         eligible = concepts[counts[concepts] >= cfg.pairs_per_concept]

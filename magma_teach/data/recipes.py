@@ -65,8 +65,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -74,6 +72,7 @@ import numpy as np
 import torch
 
 from magma_teach.data import download as dl
+from magma_teach.data.cache import cache_lock
 from magma_teach.data.base import CrossModalDataset, Modality, char_ids
 from magma_teach.data.registry import STREAM_POOLS, make_eval_tasks, rng, split_concepts
 from magma_teach.data.registry import make_config as _make_config
@@ -167,10 +166,13 @@ def download(config: dict, cache_dir: str | os.PathLike | None = None, progress:
     final = dl.downloads_dir(DATASET, cache_dir) / EXTRACTED_NAME
     if final.is_dir():  # only a complete extraction is ever renamed to this name
         return final
-    remote = dl.Remote(DATASET, YUMMLY_BASE_URL, YUMMLY_ARCHIVE, known_hash=known)
-    archive = dl.fetch(remote, final.parent, progress)
-    _extract_into(archive, final)
-    archive.unlink(missing_ok=True)
+    with cache_lock(final.parent):  # a second process waits here, then finds the folder complete
+        if final.is_dir():
+            return final
+        remote = dl.Remote(DATASET, YUMMLY_BASE_URL, YUMMLY_ARCHIVE, known_hash=known)
+        archive = dl.fetch(remote, final.parent, progress)
+        _extract_into(archive, final)
+        archive.unlink(missing_ok=True)
     return final
 
 
@@ -189,21 +191,18 @@ def _extract_into(archive: Path, final: Path) -> None:
         archive.unlink(missing_ok=True)
         raise dl.ChecksumError(f"{DATASET}: {archive.name} has no metadata27638/ and images27638/ folders, "
                                f"so it is not Yummly-28K; removed it") from None
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+    except dl.UNREADABLE as err:
         archive.unlink(missing_ok=True)
         raise dl.ChecksumError(f"{DATASET}: {archive.name} is not a readable archive "
                                f"({type(err).__name__}); removed it") from None
 
 
 def _extract(archive: Path, destination: Path) -> None:
-    """Dispatch on the file's real format: a mirror may repack the RAR as zip or tar."""
-    if zipfile.is_zipfile(archive) or tarfile.is_tarfile(archive):
+    """Dispatch on the archive's format, read from its name *and* its first bytes (they must agree)."""
+    if dl.archive_format(archive, DATASET) == "rar":
+        _extract_rar(archive, destination)
+    else:
         dl.safe_extract(archive, destination, DATASET)
-        return
-    with open(archive, "rb") as handle:
-        if handle.read(len(RAR_MAGIC)) != RAR_MAGIC:
-            raise dl.ChecksumError(f"{DATASET}: {archive.name} is not a zip, tar or RAR archive; removed it")
-    _extract_rar(archive, destination)
 
 
 def _extract_rar(archive: Path, destination: Path) -> None:
