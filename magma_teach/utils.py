@@ -290,6 +290,24 @@ def thread_policy(threads: int | str | None = None) -> int:
     return int(threads)
 
 
+WORKERS_ENV = "MAGMA_TEACH_WORKERS"
+
+
+def worker_count(jobs: int, device: torch.device | str = "cpu", threads: int | None = None) -> int:
+    """How many processes train in parallel: as many as the cores hold at ``threads`` torch threads each
+    (default: the current count), at most ``jobs``; one on a GPU (one device, one process) or when
+    ``$MAGMA_TEACH_WORKERS`` says so. Results do not depend on it: every training job is seeded on its own.
+    """
+    if os.environ.get(WORKERS_ENV, "").strip():
+        value = os.environ[WORKERS_ENV].strip()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${WORKERS_ENV} must be a positive integer, got {value!r}")
+        return max(1, min(jobs, int(value)))
+    if torch.device(device).type != "cpu":
+        return 1
+    return max(1, min(jobs, _cores() // max(1, threads or torch.get_num_threads())))
+
+
 @contextmanager
 def use_threads(n: int):
     """Run the ``with`` block with ``n`` torch intra-op threads; the previous count is restored after."""

@@ -217,3 +217,22 @@ def test_dataset_stores_splits_and_tasks_as_int_lists():
               [np.array([5, 4]), (4, 5)])
     assert ds.splits == {"meta_train": [0, 1], "val": [2, 3], "meta_test": [4, 5]}
     assert ds.eval_tasks == [[5, 4], [4, 5]] and all(type(c) is int for t in ds.eval_tasks for c in t)
+
+
+def test_weak_alignment_tasks_draw_only_paired_examples():
+    """n_pairs limits weak pairs too: a weak task never uses an example outside data.pairs."""
+    from magma_teach.data.conceptworld import concept_world
+    from magma_teach.data.episodes import sample_alignment_task
+
+    world = concept_world(pairing="weak", n_pairs=40, seed=0)
+    paired_s, paired_t = set(world.pairs[:, 0].tolist()), set(world.pairs[:, 1].tolist())
+    index_s = {tuple(x.tolist()): i for i, x in enumerate(world.source.x)}
+    index_t = {tuple(x.tolist()): i for i, x in enumerate(world.target.x)}
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        task = sample_alignment_task(world, world.splits["meta_train"], 3, 4, g, weak=True)
+        assert {index_s[tuple(x.tolist())] for x in task.source[0]} <= paired_s
+        assert {index_t[tuple(x.tolist())] for x in task.target[0]} <= paired_t
+    many = concept_world(pairing="weak", seed=0)  # every example paired: the pools are whole clusters
+    task = sample_alignment_task(many, many.splits["meta_train"], 3, 4, g, weak=True)
+    assert task.source[0].shape[0] == 12

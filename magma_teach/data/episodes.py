@@ -134,21 +134,34 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
 
 
 def _weak_rows(data, concepts, n_way, n_per_concept, generator):
+    usable = _alignable(data)
     cluster_of = data.clusters[concepts]
-    # Only clusters with examples in both modalities can form a weak pair.
-    has = [torch.isin(concepts, m.labels) for m in (data.source, data.target)]
+    # Only clusters with usable examples in both modalities can form a weak pair.
+    has = [torch.isin(concepts, m.labels[ok]) for m, ok in zip((data.source, data.target), usable)]
     clusters = torch.unique(cluster_of[has[0]])
     clusters = clusters[torch.isin(clusters, cluster_of[has[1]])]
     _check_task(n_way, len(clusters), "clusters with examples in both modalities")
     src, tgt, groups = [], [], []
     for g, cluster in enumerate(_choose(clusters, n_way, generator).tolist()):
         members = concepts[cluster_of == cluster]
-        for modality, out in ((data.source, src), (data.target, tgt)):
-            pool = torch.nonzero(torch.isin(modality.labels, members)).flatten()
+        for modality, ok, out in ((data.source, usable[0], src), (data.target, usable[1], tgt)):
+            pool = torch.nonzero(torch.isin(modality.labels, members) & ok).flatten()
             pick = torch.randint(len(pool), (n_per_concept,), generator=generator).to(pool.device)
             out.append(pool[pick])
         groups.append(torch.full((n_per_concept,), g, device=concepts.device))
     return torch.cat(src), torch.cat(tgt), torch.cat(groups)
+
+
+def _alignable(data: CrossModalDataset) -> list[torch.Tensor]:
+    """(source, target) masks of the examples weak pairing may draw. When the dataset lists pairs, only
+    paired examples (their number is a knob: ``n_pairs`` of the concept world); a dataset with weak pairs
+    only (ESC-50) lists none, and then every example may be drawn."""
+    masks = [torch.zeros(len(m.labels), dtype=torch.bool, device=m.labels.device) for m in (data.source, data.target)]
+    if not len(data.pairs):
+        return [~m for m in masks]
+    masks[0][data.pairs[:, 0]] = True
+    masks[1][data.pairs[:, 1]] = True
+    return masks
 
 
 def _corrupt(tgt_idx: torch.Tensor, target: Modality, rate: float, generator: torch.Generator) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from contextlib import nullcontext
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -12,7 +15,7 @@ from magma_teach.data.base import CrossModalDataset
 from magma_teach.experiments.presets import FULL_DATA, Preset, magma_config
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
-from magma_teach.utils import phase, show_progress
+from magma_teach.utils import phase, show_progress, use_threads, worker_count
 
 
 @dataclass
@@ -128,7 +131,43 @@ def _train(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -
 
 def train_seeds(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> list[TrainedApproach]:
     """``name`` trained once per training seed of the run (:attr:`Context.seeds`)."""
-    return [train_approach(name, data, cfg, seed=seed, progress=ctx.progress) for seed in ctx.seeds]
+    return train_all({name: cfg}, data, ctx)[name]
+
+
+def train_all(configs: dict[str, MagmaConfig], data: CrossModalDataset, ctx: Context) -> dict[str, list[TrainedApproach]]:
+    """Every approach of ``configs`` (name → config) trained once per training seed; name → one per seed.
+
+    On a CPU every job trains with one torch thread, in parallel processes as many as the cores
+    (:func:`~magma_teach.utils.worker_count`); every job is seeded on its own, so the results are the
+    same whatever the number of processes. On a GPU they run one after another in this process.
+    """
+    jobs = [(name, cfg, seed) for name, cfg in configs.items() for seed in ctx.seeds]
+    workers = worker_count(len(jobs), ctx.device, threads=1)
+    if workers == 1:
+        with use_threads(1) if ctx.device.type == "cpu" else nullcontext():  # as in a worker: same numbers
+            done = [train_approach(name, data, cfg, seed=seed, progress=ctx.progress) for name, cfg, seed in jobs]
+    else:
+        context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools mid-use
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                                 initargs=(data, ctx.progress)) as pool:
+            done = list(pool.map(_worker_train, jobs))
+    out: dict[str, list[TrainedApproach]] = {name: [] for name in configs}
+    for (name, _, _), trained in zip(jobs, done):
+        out[name].append(trained)
+    return out
+
+
+_WORKER: dict = {}  # what a training process keeps between jobs: the data and the progress setting
+
+
+def _worker_start(data: CrossModalDataset, progress: bool | None) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(data=data, progress=progress)
+
+
+def _worker_train(job) -> TrainedApproach:
+    name, cfg, seed = job
+    return train_approach(name, _WORKER["data"], cfg, seed=seed, progress=_WORKER["progress"])
 
 
 APPROACHES_AFTER_FIRST = ("Unsup. meta-learning (reconstruct)", "Align + Classify", "Align + Meta Classify", "MAGMA",
@@ -140,6 +179,6 @@ def _comparison(benchmark: str, first: str, ctx: Context):
     data = ctx.benchmark(benchmark)
     approaches = [first, *APPROACHES_AFTER_FIRST]
     cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in approaches}
-    trained = {a: train_seeds(a, data, cfgs[a], ctx) for a in approaches}
+    trained = train_all(cfgs, data, ctx)
     rows = pd.concat([few_shot_rows(trained[a], data, cfgs[a], ctx) for a in approaches], ignore_index=True)
     return data, cfgs, trained, rows
