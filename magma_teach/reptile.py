@@ -37,10 +37,24 @@ clear error as in eager code instead of turning into NaN. No non-finite paramete
 :class:`NonFiniteError` is raised instead. Nothing is shared between the task copies: each task adapts
 its own parameters, which is the fix for the authors' clones that shared encoder modules with the
 meta-model (PAPER_NOTES.md).
+
+**The fast path** (:attr:`InnerLoop.fast`). On a GPU the batched loop is launch-bound: the arithmetic of
+small encoders takes microseconds, the hundreds of kernels each step launches from Python take far
+longer. With ``fast`` on, one inner step (the T gradients and the update) is compiled with
+``torch.compile`` into one graph — ``mode="reduce-overhead"`` on CUDA, which replays that step as one
+CUDA graph; inductor's fused kernels on the CPU. The step count, the learning rate, β and ε reach the
+compiled step as tensors, so nothing recompiles when they change; shapes and the loss function's code
+and closure are what the graph is specialised to. ``fast=None`` (the default) turns it on for tensors on
+CUDA and leaves the CPU on the eager code, which stays the reference the compiled step is tested against.
+Compiling costs tens of seconds per loss and shape, so under ``fast=None`` a loop is compiled only once
+it is hot (its :data:`FAST_AFTER_CALLS`-th call with the same loss and shapes); ``fast=True`` compiles at
+the first call. If compiling fails under ``fast=None``, a warning says so and the eager loop runs
+instead; ``fast=True`` raises the error.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,6 +80,9 @@ class InnerLoop:
     ``carry_state=False`` starts every task with a fresh optimizer state (Algorithm 1 read literally);
     ``True`` carries one Adam state across tasks and meta-iterations (the Reptile reference's way).
     The authors' code used Adam with β₁ = 0 for the inner loop, so those are the defaults.
+    ``fast``: run :func:`batched_adapt`'s steps compiled (see the module docstring): ``None`` = on for
+    parameters on CUDA once a loop is hot, off on the CPU; ``True`` / ``False`` = on from the first
+    call / off, on every device. It changes speed only, never what is computed (to float rounding).
     """
 
     steps: int = 5
@@ -74,6 +91,7 @@ class InnerLoop:
     betas: tuple[float, float] = (0.0, 0.999)
     eps: float = 1e-8
     carry_state: bool = False
+    fast: bool | None = None
 
     def __post_init__(self):
         check_positive("steps", self.steps, integer=True)
@@ -86,6 +104,12 @@ class InnerLoop:
             raise ValueError(f"carry_state must be True or False, got {self.carry_state!r}")
         if self.carry_state and self.optimizer != "adam":
             raise ValueError("carry_state=True needs optimizer='adam' (plain SGD has no state to carry)")
+        if self.fast is not None and not isinstance(self.fast, bool):
+            raise ValueError(f"fast must be None (on for CUDA, off on the CPU), True or False, got {self.fast!r}")
+
+    def fast_on(self, device: torch.device | str) -> bool:
+        """Whether :func:`batched_adapt` runs compiled steps for parameters on ``device``."""
+        return torch.device(device).type == "cuda" if self.fast is None else self.fast
 
 
 @dataclass(frozen=True)
@@ -181,8 +205,11 @@ def check_tasks(loss_fn: LossFn, tasks, per_step: bool = False, steps: int = 1) 
 
 
 def _check_finite(fast: Params, inner: InnerLoop) -> None:
-    for k, v in fast.items():
-        finite = torch.isfinite(v).reshape(v.shape[0], -1).all(1)
+    # One (K, T) table and one host sync for all K tensors: on a GPU each bool() waits for the device.
+    table = torch.stack([torch.isfinite(v).reshape(v.shape[0], -1).all(1) for v in fast.values()])
+    if bool(table.all()):
+        return
+    for k, finite in zip(fast, table):
         if not bool(finite.all()):
             tasks = torch.nonzero(~finite).flatten().tolist()
             raise NonFiniteError(f"the inner loop produced non-finite values in {k} for task(s) {tasks[:5]}: "
@@ -190,6 +217,129 @@ def _check_finite(fast: Params, inner: InnerLoop) -> None:
 
 
 # ---------------------------------------------------------------- the inner loop
+def _update(fast: Params, m: Params, s: Params, grads: Params, sgd: bool, lr, c1, c2, beta1, beta2, eps):
+    """One SGD or Adam step of every tensor; returns the new (fast, m, s) (``m``, ``s`` untouched by SGD).
+
+    Adam (the formula of ``torch.optim.Adam``, bias correction included), with c1 = lr / (1 − β₁ᵗ) and
+    c2 = √(1 − β₂ᵗ) for step count t: m ← β₁ m + (1 − β₁) g, s ← β₂ s + (1 − β₂) g², θ ← θ − c1 m / (√s / c2 + ε).
+    The coefficients are Python floats in the eager loop and 0-d tensors in the compiled step (so a new
+    step count or learning rate is new data for the compiled graph, not a reason to recompile it).
+    """
+    if sgd:
+        return {k: fast[k] - lr * g for k, g in grads.items()}, m, s
+    new_fast, new_m, new_s = {}, {}, {}
+    for k, g in grads.items():
+        new_m[k] = beta1 * m[k] + (1 - beta1) * g
+        new_s[k] = beta2 * s[k] + (1 - beta2) * g * g
+        new_fast[k] = fast[k] - c1 * new_m[k] / (new_s[k].sqrt() / c2 + eps)
+    return new_fast, new_m, new_s
+
+
+def _fast_step(loss_fn: LossFn, fast: Params, m: Params, s: Params, batch, coef: torch.Tensor, sgd: bool):
+    """The body the fast path compiles: T gradients by vmap(grad), then :func:`_update`.
+
+    ``coef``: (6,) float64 tensor [lr, c1, c2, β₁, β₂, ε] of this step (0-d scalars of a float64 tensor
+    do not change the parameters' dtype).
+    """
+    grads = vmap(grad(loss_fn))(fast, batch)
+    return _update(fast, m, s, grads, sgd, coef[0], coef[1], coef[2], coef[3], coef[4], coef[5])
+
+
+RECOMPILE_LIMIT = 64  # compiled graphs kept for _fast_step: one per (shapes, dtypes, loss code, closure values)
+# Under fast=None a loop is compiled from its FAST_AFTER_CALLS-th call with the same loss and shapes on:
+# compiling costs tens of seconds, so a one-off call (a meta-test fine-tune, a short chapter run) stays
+# eager and only the hot loops of meta-training pay for it. fast=True compiles at the first call.
+FAST_AFTER_CALLS = 50
+_COMPILED: dict[str, Callable] = {}  # one torch.compile wrapper per device type (its mode differs)
+_FAST_FAILED: dict = {}  # (loss code, device type) -> the error, once compiling failed under fast=None
+_CALLS: dict = {}  # (loss code, device type, shapes...) -> calls so far under fast=None
+
+
+def compiled_step(device_type: str) -> Callable:
+    """The compiled :func:`_fast_step` for ``"cuda"`` (mode ``reduce-overhead``: one CUDA graph per step)
+    or any other device type (inductor's default mode). Dynamo keeps one compiled graph per set of shapes,
+    dtypes, loss code and closure values, and reuses it on every later call that matches."""
+    if device_type not in _COMPILED:
+        mode = "reduce-overhead" if device_type == "cuda" else "default"
+        _COMPILED[device_type] = torch.compile(_fast_step, mode=mode, fullgraph=True, dynamic=False)
+    return _COMPILED[device_type]
+
+
+def _coefficients(inner: InnerLoop, start: int, device) -> torch.Tensor:
+    """(steps, 6) float64 table: row s-1 = [lr, c1, c2, β₁, β₂, ε] of inner step s after ``start`` earlier steps."""
+    beta1, beta2 = inner.betas
+    rows = [[inner.lr, inner.lr / (1 - beta1**t), (1 - beta2**t) ** 0.5, beta1, beta2, inner.eps]
+            for t in range(start + 1, start + inner.steps + 1)]
+    return torch.tensor(rows, dtype=torch.float64, device=device)
+
+
+def _run_fast(loss_fn: LossFn, fast: Params, m: Params, s: Params, tasks, inner: InnerLoop, start: int,
+              per_step: bool, device: torch.device):
+    """The inner loop with compiled steps; returns (fast, m, s) like :func:`_run_eager` (overwrites its inputs).
+
+    Under ``reduce-overhead`` a step's outputs live in the CUDA graph's memory and the next replay
+    overwrites them, so they are copied into this call's own tensors before the next step.
+    """
+    from torch._dynamo import config as dynamo_config  # imported on first use: it takes seconds
+
+    step_fn, coef = compiled_step(device.type), _coefficients(inner, start, device)
+    sgd = inner.optimizer == "sgd"
+    moments = ({}, {}) if sgd else (m, s)  # SGD has no moments: nothing to feed in or copy out
+    # All compiled graphs hang off one function, and dynamo's default of 8 per function would send
+    # the 9th (shape, loss) pair of a long run (several approaches, shot counts, benchmarks) back to
+    # eager code; RECOMPILE_LIMIT keeps them compiled without changing the setting for the user's code.
+    with dynamo_config.patch(recompile_limit=max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)):
+        for step in range(inner.steps):
+            batch = tree_map(lambda x: x[:, step], tasks) if per_step else tasks
+            outs = step_fn(loss_fn, fast, *moments, batch, coef[step], sgd)
+            for mine, out in zip((fast, *moments), outs):
+                if mine:
+                    torch._foreach_copy_(list(mine.values()), [out[k] for k in mine])
+            del outs
+    return fast, m, s
+
+
+def _run_eager(loss_fn: LossFn, fast: Params, m: Params, s: Params, tasks, inner: InnerLoop, start: int,
+               per_step: bool):
+    """The reference inner loop: plain ``vmap(grad(loss))`` and :func:`_update` with Python-float coefficients."""
+    grads_of = vmap(grad(loss_fn))
+    beta1, beta2 = inner.betas
+    for step in range(1, inner.steps + 1):
+        batch = tree_map(lambda x: x[:, step - 1], tasks) if per_step else tasks
+        t = start + step  # Adam's step count, for bias correction
+        fast, m, s = _update(fast, m, s, grads_of(fast, batch), inner.optimizer == "sgd", inner.lr,
+                             inner.lr / (1 - beta1**t), (1 - beta2**t) ** 0.5, beta1, beta2, inner.eps)
+    return fast, m, s
+
+
+def _starting_point(params: Params, n_tasks: int, state: AdamState | None) -> tuple[Params, Params, Params]:
+    """Fresh (fast, m, s) for T tasks: T copies of ``params``; zero moments, or the carried ones."""
+    fast = {k: v.detach().unsqueeze(0).expand(n_tasks, *v.shape).clone() for k, v in params.items()}
+    if state is None:
+        return fast, {k: torch.zeros_like(v) for k, v in fast.items()}, {k: torch.zeros_like(v) for k, v in fast.items()}
+    return fast, {k: state.m[k][None].clone() for k in fast}, {k: state.s[k][None].clone() for k in fast}
+
+
+def _fast_key(loss_fn: LossFn, device: torch.device):
+    return getattr(loss_fn, "__code__", type(loss_fn)), device.type
+
+
+def _wants_fast(loss_fn: LossFn, params: Params, tasks, inner: InnerLoop, per_step: bool, device) -> bool:
+    """Whether this call runs compiled steps: ``fast=True``, or ``fast=None`` on CUDA for a hot loop whose
+    compiling has not failed before (see :data:`FAST_AFTER_CALLS`)."""
+    if not inner.fast_on(device):
+        return False
+    if inner.fast is True:
+        return True
+    if _fast_key(loss_fn, device) in _FAST_FAILED:
+        return False
+    leaves = [*params.values(), *tree_flatten(tasks)[0]]
+    signature = (_fast_key(loss_fn, device), inner.optimizer, inner.steps, per_step,
+                 tuple((tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x for x in leaves))
+    _CALLS[signature] = _CALLS.get(signature, 0) + 1
+    return _CALLS[signature] >= FAST_AFTER_CALLS
+
+
 def batched_adapt(loss_fn: LossFn, params: Params, tasks, inner: InnerLoop, state: AdamState | None = None,
                   per_step: bool = False) -> Params:
     """Adapt ``params`` to T stacked tasks at once; returns the adapted parameters, each (T, ...).
@@ -199,30 +349,39 @@ def batched_adapt(loss_fn: LossFn, params: Params, tasks, inner: InnerLoop, stat
     The Adam update is written out (the same formula as ``torch.optim.Adam``, bias correction
     included) because each task needs its own moment estimates. ``state``: an :class:`AdamState`
     (shaped like ``params``, no task axis) to start from and to update in place — carried inner state,
-    which needs T = 1. Raises ``ValueError`` for bad tasks and :class:`NonFiniteError` if a parameter
-    becomes NaN or infinite.
+    which needs T = 1. ``inner.fast`` chooses compiled steps or the eager loop (the same results to
+    float rounding). Raises ``ValueError`` for bad tasks and :class:`NonFiniteError` if a parameter
+    becomes NaN or infinite; a loss that fails compiled fails with its eager error.
     """
     n_tasks = check_tasks(loss_fn, tasks, per_step, inner.steps)
     if state is not None and n_tasks != 1:
         raise ValueError(f"a carried optimizer state adapts one task at a time, got T={n_tasks} stacked tasks")
-    fast = {k: v.detach().unsqueeze(0).expand(n_tasks, *v.shape).clone() for k, v in params.items()}
-    grads_of = vmap(grad(loss_fn))
-    beta1, beta2 = inner.betas
     start = state.step if state is not None else 0
-    m = {k: state.m[k][None].clone() for k in fast} if state is not None else {k: torch.zeros_like(v) for k, v in fast.items()}
-    s = {k: state.s[k][None].clone() for k in fast} if state is not None else {k: torch.zeros_like(v) for k, v in fast.items()}
-    for step in range(1, inner.steps + 1):
-        batch = tree_map(lambda x: x[:, step - 1], tasks) if per_step else tasks
-        grads = grads_of(fast, batch)
-        t = start + step  # Adam's step count, for bias correction
-        for k, g in grads.items():
-            if inner.optimizer == "sgd":
-                fast[k] = fast[k] - inner.lr * g
-                continue
-            m[k] = beta1 * m[k] + (1 - beta1) * g
-            s[k] = beta2 * s[k] + (1 - beta2) * g * g
-            denom = s[k].sqrt() / (1 - beta2**t) ** 0.5 + inner.eps
-            fast[k] = fast[k] - inner.lr / (1 - beta1**t) * m[k] / denom
+    device = next(iter(params.values())).device
+    key = _fast_key(loss_fn, device)
+    result = failure = None
+    if _wants_fast(loss_fn, params, tasks, inner, per_step, device):
+        try:
+            result = _run_fast(loss_fn, *_starting_point(params, n_tasks, state), tasks, inner, start, per_step, device)
+        except Exception as err:
+            from torch._dynamo.exc import TorchDynamoException  # dynamo's and inductor's errors
+
+            if not isinstance(err, TorchDynamoException):
+                raise
+            failure = err
+    if result is None:
+        # The eager loop, also after a failed compile: a loss that raises for these tasks raises its own
+        # error here (dynamo reports it as "Unsupported: observed exception"), whatever ``fast`` says.
+        result = _run_eager(loss_fn, *_starting_point(params, n_tasks, state), tasks, inner, start, per_step)
+    if failure is not None:
+        if inner.fast:
+            raise failure
+        _FAST_FAILED[key] = failure
+        first_line = (str(failure).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"compiling the inner loop failed ({type(failure).__name__}: {first_line}); this "
+                      "loss runs eagerly from now on (InnerLoop(fast=False) chooses that without trying)",
+                      RuntimeWarning, stacklevel=2)
+    fast, m, s = result
     _check_finite(fast, inner)
     if state is not None:
         state.m, state.s, state.step = {k: v[0] for k, v in m.items()}, {k: v[0] for k, v in s.items()}, start + inner.steps

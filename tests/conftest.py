@@ -1,4 +1,5 @@
-"""Shared fixtures: a local HTTP server that stands in for the internet in the download tests."""
+"""Shared fixtures: a local HTTP server that stands in for the internet in the download tests, and
+``device``, which runs a test on the CPU and on CUDA (marked ``cuda``; skipped where there is none)."""
 
 import functools
 import http.server
@@ -7,6 +8,7 @@ import socket
 import threading
 
 import pytest
+import torch
 
 from magma_teach.data.download import MIRROR_ENV
 
@@ -48,3 +50,25 @@ def no_network(tmp_path, monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MAGMA_TEACH_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+# ---------------------------------------------------------------- devices
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on a CUDA device, skipped without one (`pytest -m cuda` runs only these)")
+
+
+CUDA = pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device")])
+
+
+@pytest.fixture(scope="session", params=[pytest.param("cpu", id="cpu"), CUDA])
+def device(request) -> torch.device:
+    """The device a test runs on: every test that takes ``device`` runs once per device.
+
+    On CUDA, float32 matrix products and convolutions keep full precision (no TF32), so a test's
+    float32 tolerances mean on the GPU what they mean on the CPU.
+    """
+    if request.param == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(request.param)
