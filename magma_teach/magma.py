@@ -31,6 +31,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import trange
 
 from magma_teach.data.base import CrossModalDataset
+from magma_teach.data.cache import cached, code_fingerprint, data_fingerprint, tensors_fingerprint
 from magma_teach.data.episodes import (ClassificationTask, sample_alignment_task,
                                        sample_classification_task, stack_tasks)
 from magma_teach.encoders import Classifier, encoder_for
@@ -315,36 +316,26 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
     the source labels it is allowed to use (a temporary linear head over all meta-train concepts,
     discarded afterwards). Algorithm 1 itself then starts from this e_s. No target data is touched.
 
-    Every approach of a table starts from the same e_s, so the result is remembered (in this process)
-    under everything it depends on: the starting weights of e_s, the data, ``steps``, ``lr``,
-    ``batch`` and ``seed``; a second call with the same inputs copies it instead of training again.
+    Every approach of a table starts from the same e_s, so on a CPU the result is kept in the disk
+    cache under everything it depends on (the starting weights of e_s, the data, ``steps``, ``lr``,
+    ``batch``, ``seed``, the code and torch's thread count): a second call with the same inputs loads it.
     """
     if steps <= 0:
         return
-    key = (_fingerprint(model.source.state_dict()), id(data.source.x), data.source.x.data_ptr(),
-           tuple(data.splits["meta_train"]), steps, lr, batch, seed)
-    if key not in _PRETRAINED:
+    start = model.source.state_dict()
+
+    def build() -> dict:
         with torch.random.fork_rng(devices=[]):  # self-contained: the caller's random stream is untouched
             torch.manual_seed(seed)
             _train_source(model, data, steps, lr, batch, seed)
-        _PRETRAINED[key] = {k: v.detach().clone() for k, v in model.source.state_dict().items()}
-        while len(_PRETRAINED) > 8:  # a few benchmarks × seeds; the oldest go first
-            _PRETRAINED.pop(next(iter(_PRETRAINED)))
-    model.source.load_state_dict(_PRETRAINED[key])
+        return {k: v.detach().cpu().clone() for k, v in model.source.state_dict().items()}
 
-
-_PRETRAINED: dict[tuple, dict] = {}
-
-
-def _fingerprint(state: dict) -> str:
-    """SHA-256 of every tensor's bytes, in order: equal only for identical weights."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for k, v in state.items():
-        digest.update(k.encode())
-        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    if data.source.x.device.type != "cpu":
+        build()
+        return
+    key = {"source": tensors_fingerprint(start), "data": data_fingerprint(data), "steps": steps, "lr": lr,
+           "batch": batch, "seed": seed, "code": code_fingerprint(), "threads": torch.get_num_threads()}
+    model.source.load_state_dict(cached("pretrained-source", key, build))
 
 
 def _train_source(model, data, steps, lr, batch, seed) -> None:

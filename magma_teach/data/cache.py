@@ -38,6 +38,7 @@ silences or widens it.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -320,6 +321,39 @@ def cached(name: str, config: dict, build_fn: Callable[[], dict],
         if validate is not None:
             validate(payload)
         return save_payload(payload, path)
+
+
+# --- fingerprints: keys for results computed from data and code ---------------------------------------
+
+def data_fingerprint(data: CrossModalDataset) -> str:
+    """SHA-256 of every tensor, split and task of ``data`` (all that training may read)."""
+    digest = hashlib.sha256(repr((data.name, data.splits, data.eval_tasks)).encode())
+    for tensor in (data.source.x, data.source.lengths, data.source.labels, data.target.x, data.target.lengths,
+                   data.target.labels, data.pairs, data.clusters):
+        digest.update(repr((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tensors_fingerprint(tensors: dict) -> str:
+    """SHA-256 of named tensors (e.g. a state dict), names and bytes in order."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of the package's Python sources, and of torch's version and CPU kernels: results computed
+    by other code, or rounded by other kernels, never match."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()}".encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 # --- datasets as payloads ---------------------------------------------------------------------------

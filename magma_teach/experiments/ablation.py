@@ -26,36 +26,52 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from magma_teach.baselines import train_approach
 from magma_teach.data.registry import make_eval_tasks
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics
-from magma_teach.experiments.context import Context
+from magma_teach.experiments.context import Context, train_all
 from magma_teach.experiments.presets import magma_config
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
 from magma_teach.reptile import OuterUpdate
 
 LITERAL = "literal Algorithm 1"
-REFERENCE = "Align + Meta Classify (reference)"
+INSTANCE = {"weak": False, "align_way": 20, "pairs_per_concept": 1}  # eq. 3, one pair per number (today)
+CONCEPT = {"weak": True, "groups": "concept", "align_way": 5, "pairs_per_concept": 4}  # eq. 4 over numbers
+PLAIN_INSTANCE = "plain alignment, instance pairs"
+PLAIN_CONCEPT = "plain alignment, concept groups"
+REFERENCES = (PLAIN_INSTANCE, PLAIN_CONCEPT)
+
+
+def rules(base: MagmaConfig) -> dict[str, dict]:
+    """The update rules compared, as changes to a config: each single change away from the literal reading
+    of Algorithm 1, then the combinations the single changes point to."""
+    carried = replace(base.align_inner, carry_state=True)
+    adam = OuterUpdate("adam", lr=base.align_inner.lr)
+    # The authors' code in effect for the encoders: one task at a time, one Adam state throughout,
+    # θ ← θ̃ (an outer SGD step of lr 1 without momentum), a fresh minibatch at every inner step.
+    authors = {"meta_batch": 1, "align_inner": carried, "fresh_batches": True,
+               "align_outer": OuterUpdate("sgd", lr=1.0, momentum=0.0)}
+    return {
+        LITERAL: INSTANCE,
+        "carried inner state": {**INSTANCE, "align_inner": carried},
+        "outer Adam": {**INSTANCE, "align_outer": adam, "classify_outer": adam},
+        "T = 1": {**INSTANCE, "meta_batch": 1},
+        "fresh batch per step": {**INSTANCE, "fresh_batches": True},
+        "authors' effective rule": {**INSTANCE, **authors},
+        "concept groups (eq. 4)": CONCEPT,
+        "concept groups, T = 1, fresh batches": {**CONCEPT, "meta_batch": 1, "fresh_batches": True},
+        "concept groups, authors' rule": {**CONCEPT, **authors},
+    }
 
 
 def variants(base: MagmaConfig) -> dict[str, MagmaConfig]:
-    """The update rules compared, each one change away from the literal reading of Algorithm 1 (``base``)."""
-    carried = replace(base.align_inner, carry_state=True)
-    adam = OuterUpdate("adam", lr=base.align_inner.lr)
-    return {
-        LITERAL: base,
-        "carried inner state": replace(base, align_inner=carried),
-        "outer Adam": replace(base, align_outer=adam, classify_outer=adam),
-        "T = 1": replace(base, meta_batch=1),
-        "fresh batch per step": replace(base, fresh_batches=True),
-        "concept groups (eq. 4)": replace(base, weak=True, groups="concept", align_way=max(1, (base.align_way or
-                                          base.n_way) // 4), pairs_per_concept=4),
-        # The authors' code in effect for the encoders: one task at a time, one Adam state throughout,
-        # θ ← θ̃ (outer SGD with lr 1 and no momentum), a fresh minibatch at every inner step.
-        "authors' effective rule": replace(base, meta_batch=1, align_inner=carried, fresh_batches=True,
-                                           align_outer=OuterUpdate("sgd", lr=1.0, momentum=0.0)),
-    }
+    """:func:`rules` applied to ``base``: the MAGMA configs of the ablation."""
+    return {name: replace(base, **changes) for name, changes in rules(base).items()}
+
+
+def references(base: MagmaConfig) -> dict[str, MagmaConfig]:
+    """Plain alignment (Align + Meta Classify) with either pairing: the bar each variant must clear."""
+    return {PLAIN_INSTANCE: replace(base, **INSTANCE), PLAIN_CONCEPT: replace(base, **CONCEPT)}
 
 
 def equal_budget(cfg: MagmaConfig, steps: int, validations: int) -> MagmaConfig:
@@ -96,15 +112,22 @@ def ablation(ctx: Context) -> tuple[pd.DataFrame, dict]:
     for split in ("random", "novel_tens"):
         data = replace(ctx, data_settings={**ctx.data_settings, "split": split}).benchmark("numbers", needs_pairs=True)
         base = magma_config(ctx.preset, data)
-        for name, cfg in {**variants(base), REFERENCE: base}.items():
-            cfg = equal_budget(cfg, ctx.preset.ablation_steps, ctx.preset.ablation_validations)
-            approach = "Align + Meta Classify" if name == REFERENCE else "MAGMA"
-            for seed in ctx.seeds:
-                trained = train_approach(approach, data, cfg, seed=seed, progress=ctx.progress)
-                runs.append({"split": split, "variant": name, "seed": seed, "iterations": cfg.iterations,
-                             **validation_scores(trained.model, data, cfg, seed=ctx.seed)})
+        n_train = len(data.splits["meta_train"])
+        jobs = {name: ("Align + Meta Classify" if name in REFERENCES else "MAGMA",
+                       equal_budget(replace(cfg, align_way=min(cfg.align_way, n_train)), ctx.preset.ablation_steps,
+                                    ctx.preset.ablation_validations))
+                for name, cfg in {**variants(base), **references(base)}.items()}
+        scores = train_all(jobs, data, ctx, score=_validation_score)
+        for name, per_seed in scores.items():
+            for seed, result in zip(ctx.seeds, per_seed):
+                runs.append({"split": split, "variant": name, "seed": seed, "iterations": jobs[name][1].iterations,
+                             **result})
     runs = pd.DataFrame(runs)
     return summarize_seeds(runs), {"runs": runs}
+
+
+def _validation_score(trained, data, cfg) -> dict:
+    return validation_scores(trained.model, data, cfg, seed=0)
 
 
 def summarize_seeds(runs: pd.DataFrame) -> pd.DataFrame:

@@ -6,12 +6,14 @@ import multiprocessing
 from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 import torch
 
-from magma_teach.baselines import TrainedApproach, train_approach
+from magma_teach.baselines import TrainedApproach
 from magma_teach.data.base import CrossModalDataset
+from magma_teach.experiments import trained_cache
 from magma_teach.experiments.presets import FULL_DATA, Preset, magma_config
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
@@ -126,48 +128,59 @@ def few_shot_rows(trained, data: CrossModalDataset, cfg: MagmaConfig, ctx: Conte
 
 def _train(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> TrainedApproach:
     """``name`` trained once, with the run's own seed (runners that do not average over seeds)."""
-    return train_approach(name, data, cfg, seed=ctx.seed, progress=ctx.progress)
+    return train_all({name: (name, cfg)}, data, ctx, seeds=[ctx.seed])[name][0]
 
 
 def train_seeds(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> list[TrainedApproach]:
     """``name`` trained once per training seed of the run (:attr:`Context.seeds`)."""
-    return train_all({name: cfg}, data, ctx)[name]
+    return train_all({name: (name, cfg)}, data, ctx)[name]
 
 
-def train_all(configs: dict[str, MagmaConfig], data: CrossModalDataset, ctx: Context) -> dict[str, list[TrainedApproach]]:
-    """Every approach of ``configs`` (name → config) trained once per training seed; name → one per seed.
+def train_all(jobs: dict[str, tuple[str, MagmaConfig]], data: CrossModalDataset, ctx: Context,
+              score: Callable | None = None, seeds: list[int] | None = None) -> dict[str, list]:
+    """Every job (label → (approach, config)) trained once per training seed (``seeds``, default
+    :attr:`Context.seeds`); label → one result per seed.
 
-    On a CPU every job trains with one torch thread, in parallel processes as many as the cores
+    A result is the :class:`TrainedApproach`, or ``score(trained, data, cfg)`` when ``score`` (a
+    module-level function, so that it can travel to another process) is given. On a CPU every job
+    trains with one torch thread, in parallel processes as many as the cores
     (:func:`~magma_teach.utils.worker_count`); every job is seeded on its own, so the results are the
-    same whatever the number of processes. On a GPU they run one after another in this process.
+    same whatever the number of processes. On a GPU they run one after another in this process. A job
+    whose model was trained before with the same code, data, settings and seed is loaded from disk
+    (:mod:`~magma_teach.experiments.trained_cache`).
     """
-    jobs = [(name, cfg, seed) for name, cfg in configs.items() for seed in ctx.seeds]
-    workers = worker_count(len(jobs), ctx.device, threads=1)
+    runs = [(label, approach, cfg, seed, score) for label, (approach, cfg) in jobs.items()
+            for seed in (ctx.seeds if seeds is None else seeds)]
+    workers = worker_count(len(runs), ctx.device, threads=1)
     if workers == 1:
+        _WORKER.update(data=data, progress=ctx.progress, cache_dir=ctx.cache_dir)
         with use_threads(1) if ctx.device.type == "cpu" else nullcontext():  # as in a worker: same numbers
-            done = [train_approach(name, data, cfg, seed=seed, progress=ctx.progress) for name, cfg, seed in jobs]
+            done = [_worker_run(run) for run in runs]
+        _WORKER.clear()
     else:
         context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools mid-use
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
-                                 initargs=(data, ctx.progress)) as pool:
-            done = list(pool.map(_worker_train, jobs))
-    out: dict[str, list[TrainedApproach]] = {name: [] for name in configs}
-    for (name, _, _), trained in zip(jobs, done):
-        out[name].append(trained)
+                                 initargs=(data, ctx.progress, ctx.cache_dir)) as pool:
+            done = list(pool.map(_worker_run, runs))
+    out: dict[str, list] = {label: [] for label in jobs}
+    for run, result in zip(runs, done):
+        out[run[0]].append(result)
     return out
 
 
-_WORKER: dict = {}  # what a training process keeps between jobs: the data and the progress setting
+_WORKER: dict = {}  # what a training process keeps between jobs: the data, progress and cache settings
 
 
-def _worker_start(data: CrossModalDataset, progress: bool | None) -> None:
+def _worker_start(data: CrossModalDataset, progress: bool | None, cache_dir) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(data=data, progress=progress)
+    _WORKER.update(data=data, progress=progress, cache_dir=cache_dir)
 
 
-def _worker_train(job) -> TrainedApproach:
-    name, cfg, seed = job
-    return train_approach(name, _WORKER["data"], cfg, seed=seed, progress=_WORKER["progress"])
+def _worker_run(run):
+    _, approach, cfg, seed, score = run
+    trained = trained_cache.train(approach, _WORKER["data"], cfg, seed, progress=_WORKER["progress"],
+                                  cache_dir=_WORKER["cache_dir"])
+    return trained if score is None else score(trained, _WORKER["data"], cfg)
 
 
 APPROACHES_AFTER_FIRST = ("Unsup. meta-learning (reconstruct)", "Align + Classify", "Align + Meta Classify", "MAGMA",
@@ -179,6 +192,6 @@ def _comparison(benchmark: str, first: str, ctx: Context):
     data = ctx.benchmark(benchmark)
     approaches = [first, *APPROACHES_AFTER_FIRST]
     cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in approaches}
-    trained = train_all(cfgs, data, ctx)
+    trained = train_all({a: (a, cfgs[a]) for a in approaches}, data, ctx)
     rows = pd.concat([few_shot_rows(trained[a], data, cfgs[a], ctx) for a in approaches], ignore_index=True)
     return data, cfgs, trained, rows
