@@ -12,7 +12,7 @@ from magma_teach.reptile import (EpsilonSchedule, InnerLoop, batched_adapt, meta
                                  sequential_adapt)
 
 
-def _model_and_tasks(n_tasks=4, batch=6, seed=0, dtype=torch.float32):
+def _model_and_tasks(n_tasks=4, batch=6, seed=0, dtype=torch.float32, device="cpu"):
     torch.manual_seed(seed)
     model = CrossModalModel(ImageEncoder(1, dim=16, width=8), AudioEncoder(12, dim=16, width=16), Classifier(16))
     tasks = []
@@ -21,7 +21,13 @@ def _model_and_tasks(n_tasks=4, batch=6, seed=0, dtype=torch.float32):
         tasks.append(AlignmentTask((torch.randn(batch, 1, 8, 16, dtype=dtype), torch.ones(batch, dtype=torch.long)),
                                    (torch.randn(batch, 12, 30, dtype=dtype), lengths),
                                    torch.arange(batch), torch.arange(batch)))
-    return model.to(dtype), tasks
+    # Drawn on the CPU and then moved, so every device gets the same numbers.
+    tasks = [AlignmentTask(*[_to(field, device) for field in task]) for task in tasks]
+    return model.to(device=device, dtype=dtype), tasks
+
+
+def _to(x, device):
+    return tuple(_to(v, device) for v in x) if isinstance(x, tuple) else x.to(device)
 
 
 # SGD is compared in float32. Adam is compared in float64: Adam divides by sqrt(v), so a gradient
@@ -29,8 +35,8 @@ def _model_and_tasks(n_tasks=4, batch=6, seed=0, dtype=torch.float32):
 # noise; batched and sequential kernels round differently, so in float32 those entries differ by
 # chance, not by a bug. In float64 the same computation agrees to 1e-9.
 @pytest.mark.parametrize("optimizer, dtype, atol", [("sgd", torch.float32, 1e-5), ("adam", torch.float64, 1e-9)])
-def test_batched_equals_sequential(optimizer, dtype, atol):
-    model, tasks = _model_and_tasks(dtype=dtype)
+def test_batched_equals_sequential(device, optimizer, dtype, atol):
+    model, tasks = _model_and_tasks(dtype=dtype, device=device)
     loss = alignment_loss(model, temperature=0.1, weak=False)
     params = model.parts("source", "target")
     inner = InnerLoop(steps=3, lr=1e-2, optimizer=optimizer, betas=(0.9, 0.999))
@@ -42,8 +48,8 @@ def test_batched_equals_sequential(optimizer, dtype, atol):
         assert not torch.allclose(fast[k][0], params[k])  # it really moved
 
 
-def test_meta_step_batched_equals_sequential_update():
-    model_a, tasks = _model_and_tasks(n_tasks=3)
+def test_meta_step_batched_equals_sequential_update(device):
+    model_a, tasks = _model_and_tasks(n_tasks=3, device=device)
     model_b = copy.deepcopy(model_a)
     inner = InnerLoop(steps=2, lr=1e-2, optimizer="sgd")
     meta_step(alignment_loss(model_a, 0.1, False), model_a.parts("source", "target"), stack_tasks(tasks), inner, 0.5)
@@ -60,12 +66,13 @@ def test_reptile_update_hand_computed():
     assert torch.equal(params["w"], torch.tensor([1.0, 2.5]))
 
 
-def test_sgd_inner_loop_hand_computed():
+def test_sgd_inner_loop_hand_computed(device):
     # loss = (w - target)^2 / 2 → one SGD step of lr 0.5 halves the distance to the target.
     def loss(p, target):
         return 0.5 * ((p["w"] - target) ** 2).sum()
-    fast = batched_adapt(loss, {"w": torch.zeros(1)}, torch.tensor([[2.0], [4.0]]), InnerLoop(1, 0.5, "sgd"))
-    assert torch.allclose(fast["w"], torch.tensor([[1.0], [2.0]]))
+    fast = batched_adapt(loss, {"w": torch.zeros(1, device=device)}, torch.tensor([[2.0], [4.0]], device=device),
+                         InnerLoop(1, 0.5, "sgd"))
+    assert torch.allclose(fast["w"], torch.tensor([[1.0], [2.0]], device=device))
 
 
 def test_epsilon_schedule():
@@ -99,22 +106,22 @@ def _quadratic(params, task):
     return 0.5 * scale * ((w - target) ** 2).sum() + 0.1 * (w.prod() ** 2)
 
 
-def _quadratic_tasks(n, seed=0, dim=3):
+def _quadratic_tasks(n, seed=0, dim=3, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(dim, generator=g, dtype=torch.float64),
-             torch.rand((), generator=g, dtype=torch.float64) + 0.5) for _ in range(n)]
+    return [(torch.randn(dim, generator=g, dtype=torch.float64).to(device),
+             (torch.rand((), generator=g, dtype=torch.float64) + 0.5).to(device)) for _ in range(n)]
 
 
-def test_carried_inner_state_equals_torch_adam_over_the_task_sequence():
+def test_carried_inner_state_equals_torch_adam_over_the_task_sequence(device):
     """T = 1, ε = 1, carried state: meta-training is one torch.optim.Adam over the tasks in sequence."""
-    tasks = _quadratic_tasks(6)
+    tasks = _quadratic_tasks(6, device=device)
     inner = InnerLoop(steps=3, lr=0.05, betas=(0.0, 0.999), carry_state=True)
-    theta = {"w": torch.zeros(3, dtype=torch.float64)}
+    theta = {"w": torch.zeros(3, dtype=torch.float64, device=device)}
     reptile = Reptile(theta, inner)
     for task in tasks:
         reptile.step(_quadratic, stack_tasks([task]), epsilon=1.0)
 
-    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(3, dtype=torch.float64, device=device, requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.05, betas=(0.0, 0.999), eps=inner.eps)
     for task in tasks:
         for _ in range(inner.steps):
@@ -125,11 +132,11 @@ def test_carried_inner_state_equals_torch_adam_over_the_task_sequence():
     assert reptile.state.step == len(tasks) * inner.steps
 
 
-def test_carried_state_with_a_meta_batch_restores_parameters_but_not_the_optimizer():
+def test_carried_state_with_a_meta_batch_restores_parameters_but_not_the_optimizer(device):
     """T = 3: each task restarts from θ while one Adam state runs on (supervised-reptile's way)."""
-    tasks = _quadratic_tasks(3, seed=1)
+    tasks = _quadratic_tasks(3, seed=1, device=device)
     inner = InnerLoop(steps=2, lr=0.1, betas=(0.9, 0.999), carry_state=True)
-    theta = {"w": torch.full((3,), 0.5, dtype=torch.float64)}
+    theta = {"w": torch.full((3,), 0.5, dtype=torch.float64, device=device)}
     adapted = Reptile(theta, inner).adapt(_quadratic, stack_tasks(tasks))
     reference = sequential_adapt(_quadratic, theta, tasks, inner, carry=True)
     torch.testing.assert_close(adapted["w"], reference["w"], rtol=0, atol=1e-12)
@@ -138,14 +145,14 @@ def test_carried_state_with_a_meta_batch_restores_parameters_but_not_the_optimiz
 
 
 @pytest.mark.parametrize("rule", ["adam", "sgd"])
-def test_outer_optimizer_equals_torch_optim_fed_the_pseudo_gradient(rule):
-    tasks = _quadratic_tasks(8, seed=2)
+def test_outer_optimizer_equals_torch_optim_fed_the_pseudo_gradient(device, rule):
+    tasks = _quadratic_tasks(8, seed=2, device=device)
     inner = InnerLoop(steps=2, lr=0.1, optimizer="sgd")
     outer = OuterUpdate(rule, lr=0.05, betas=(0.9, 0.99), momentum=0.8)
-    theta = {"w": torch.zeros(3, dtype=torch.float64)}
+    theta = {"w": torch.zeros(3, dtype=torch.float64, device=device)}
     reptile = Reptile(theta, inner, outer)
 
-    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(3, dtype=torch.float64, device=device, requires_grad=True)
     opt = (torch.optim.Adam([w], lr=0.05, betas=(0.9, 0.99)) if rule == "adam"
            else torch.optim.SGD([w], lr=0.05, momentum=0.8))
     for batch in (tasks[:4], tasks[4:]):
@@ -175,13 +182,13 @@ def test_meta_batch_of_one_task():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fresh_batch_per_step_equals_the_sequential_reference(optimizer):
+def test_fresh_batch_per_step_equals_the_sequential_reference(device, optimizer):
     """per_step: inner step s of task t uses batch s of that task."""
     steps = 3
-    per_task = [_quadratic_tasks(steps, seed=10 + t) for t in range(4)]  # 4 tasks × 3 batches
+    per_task = [_quadratic_tasks(steps, seed=10 + t, device=device) for t in range(4)]  # 4 tasks × 3 batches
     stacked = stack_tasks([stack_tasks(batches) for batches in per_task])  # (T, S, ...)
     inner = InnerLoop(steps=steps, lr=0.1, optimizer=optimizer, betas=(0.9, 0.999))
-    theta = {"w": torch.full((3,), 0.3, dtype=torch.float64)}
+    theta = {"w": torch.full((3,), 0.3, dtype=torch.float64, device=device)}
     fast = batched_adapt(_quadratic, theta, stacked, inner, per_step=True)
     slow = sequential_adapt(_quadratic, theta, per_task, inner, per_step=True)
     torch.testing.assert_close(fast["w"], slow["w"], rtol=0, atol=1e-12)
@@ -195,10 +202,11 @@ def test_per_step_tasks_need_a_step_axis_as_long_as_the_inner_loop():
         batched_adapt(_quadratic, {"w": torch.zeros(3, dtype=torch.float64)}, stacked, InnerLoop(3, 0.1), per_step=True)
 
 
-def test_batched_path_raises_the_eager_error_for_a_group_without_target_rows():
+def test_batched_path_raises_the_eager_error_for_a_group_without_target_rows(device):
     """weak_nce cannot check values under vmap: the loss's check runs before it, with the same message."""
-    model, tasks = _model_and_tasks(n_tasks=2)
-    bad = tasks[1]._replace(groups_s=torch.tensor([0, 0, 1, 1, 2, 9]), groups_t=torch.tensor([0, 0, 1, 1, 2, 2]))
+    model, tasks = _model_and_tasks(n_tasks=2, device=device)
+    bad = tasks[1]._replace(groups_s=torch.tensor([0, 0, 1, 1, 2, 9], device=device),
+                            groups_t=torch.tensor([0, 0, 1, 1, 2, 2], device=device))
     loss = alignment_loss(model, temperature=0.1, weak=True)
     with pytest.raises(ValueError, match=r"every source row needs at least one target row of its group \(task\(s\) \[1\]\)"):
         batched_adapt(loss, model.parts("source", "target"), stack_tasks([tasks[0], bad]), InnerLoop(2, 1e-3))
@@ -206,11 +214,12 @@ def test_batched_path_raises_the_eager_error_for_a_group_without_target_rows():
         loss(model.parts("source", "target"), bad)  # the eager path says the same
 
 
-def test_no_nan_leaves_an_inner_loop():
+def test_no_nan_leaves_an_inner_loop(device):
     def exploding(params, task):
         return (params["w"] * task).sum() / (params["w"] - params["w"].detach()).sum()  # 0/0 gradient → NaN
     with pytest.raises(NonFiniteError, match=r"non-finite values in w for task\(s\) \[0, 1\]"):
-        batched_adapt(exploding, {"w": torch.ones(2)}, torch.ones(2, 2), InnerLoop(1, 0.1, "sgd"))
+        batched_adapt(exploding, {"w": torch.ones(2, device=device)}, torch.ones(2, 2, device=device),
+                      InnerLoop(1, 0.1, "sgd"))
 
 
 def test_carried_state_refuses_stacked_tasks_and_sgd():
@@ -229,19 +238,20 @@ def test_outer_update_rejects_bad_values(kwargs, field):
 
 
 # ---------------------------------------------------------------- tied parameters
-def test_one_encoder_for_both_modalities_sums_both_uses():
+def test_one_encoder_for_both_modalities_sums_both_uses(device):
     """CrossModalModel(enc, enc, φ): the shared tensors are listed once and get both uses' gradients."""
     from magma_teach.encoders import VectorEncoder
 
     torch.manual_seed(0)
     enc = VectorEncoder(4, dim=5, hidden=6)
-    model = CrossModalModel(enc, enc, Classifier(5))
+    model = CrossModalModel(enc, enc, Classifier(5)).to(device)
     params = model.parts("source", "target")
     assert len(params) == len(list(enc.parameters())) == 4
     assert set(params) == {f"source.{k}" for k, _ in enc.named_parameters()}
     ids = torch.arange(6)
     task = AlignmentTask((torch.randn(6, 4), torch.ones(6, dtype=torch.long)),
                          (torch.randn(6, 4), torch.ones(6, dtype=torch.long)), ids, ids)
+    task = AlignmentTask(*[_to(field, device) for field in task])
     loss = alignment_loss(model, 0.1, weak=False)
     inner = InnerLoop(steps=1, lr=0.1, optimizer="sgd")
     fast = batched_adapt(loss, params, stack_tasks([task]), inner)
