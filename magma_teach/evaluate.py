@@ -18,7 +18,7 @@ from magma_teach.losses import cosine_alignment_loss
 from magma_teach.utils import check_positive, check_range
 
 __all__ = ["retrieval_metrics", "concept_recall_at_1", "top_share", "cosine_alignment_loss", "symmetric_noise",
-           "accuracy", "mean_std"]
+           "accuracy", "mean_std", "verdict"]
 
 
 def _to_numpy(values) -> np.ndarray:
@@ -240,3 +240,19 @@ def mean_std(values) -> tuple[float, float]:
         raise ValueError("values must not be empty")
     std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
     return float(np.mean(v)), std
+
+
+def verdict(mean_a: float, std_a: float, mean_b: float, std_b: float) -> str:
+    """How result a compares with result b, each a mean ± std over training seeds and draws.
+
+    Returns ``"ahead"`` or ``"behind"`` when the means differ by more than the larger of the two
+    standard deviations, else ``"tie"``: the book's rule that a difference inside the spread is a tie.
+    Stds must be non-negative numbers.
+    """
+    for name, value in (("std_a", std_a), ("std_b", std_b)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    gap = float(mean_a) - float(mean_b)
+    if abs(gap) <= max(float(std_a), float(std_b)):
+        return "tie"
+    return "ahead" if gap > 0 else "behind"

@@ -150,6 +150,13 @@ def progress(iterable, desc: str, total: int | None = None, show: bool = True):
 
 
 _PHASES: list[str] = []  # labels of the phases now running, outermost first
+_WHOLE_LINES: list[bool] = [False]  # True in worker processes that share stderr: never leave a line open
+
+
+def phase_whole_lines() -> None:
+    """From now on (in this process) :func:`phase` writes only whole lines, at the end of each step:
+    for processes that share one stderr with others, where half-written lines would interleave."""
+    _WHOLE_LINES[0] = True
 _open_line: list[str] = []  # the phase whose "label… " line waits for its "done in" (at most one)
 
 
@@ -178,7 +185,7 @@ def phase(label: str, progress: bool | None = None):
     """
     full = " ".join([*_PHASES, label])
     show = show_phases(progress)
-    bars = show and show_progress(progress)
+    bars = show and (show_progress(progress) or _WHOLE_LINES[0])
     if show and not bars:
         _close_open_line()
         _write(f"{full}… ")
@@ -198,7 +205,7 @@ def phase(label: str, progress: bool | None = None):
                 _open_line.clear()
             else:
                 _close_open_line()
-                if bars:
+                if bars and not _WHOLE_LINES[0]:
                     from tqdm.auto import tqdm
 
                     tqdm.write(f"{full}… {done}", file=sys.stderr)

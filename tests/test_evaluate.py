@@ -313,3 +313,23 @@ def test_retrieval_recall_is_top_share_of_the_true_match():
     m = retrieval_metrics(sim, ks=(1, 2, 5))
     for k in (1, 2, 5):
         assert m[f"R@{k}"] == pytest.approx(100 * np.mean(k * evaluate.top_share(sim, np.eye(7, dtype=bool), k)))
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ((80.0, 1.0), (78.5, 2.0), "tie"),      # 1.5 apart, spread 2: inside the spread
+    ((80.0, 1.0), (77.5, 2.0), "ahead"),    # 2.5 apart
+    ((70.0, 0.5), (71.0, 0.2), "behind"),
+    ((50.0, 0.0), (50.0, 0.0), "tie"),
+])
+def test_verdict_calls_a_difference_inside_the_spread_a_tie(a, b, expected):
+    from magma_teach.evaluate import verdict
+
+    assert verdict(*a, *b) == expected
+    assert verdict(*b, *a) == {"ahead": "behind", "behind": "ahead", "tie": "tie"}[expected]
+
+
+def test_verdict_rejects_negative_or_missing_spread():
+    from magma_teach.evaluate import verdict
+
+    with pytest.raises(ValueError, match="std_b"):
+        verdict(1.0, 0.1, 2.0, float("nan"))

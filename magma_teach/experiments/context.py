@@ -17,7 +17,7 @@ from magma_teach.experiments import trained_cache
 from magma_teach.experiments.presets import FULL_DATA, Preset, magma_config
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
-from magma_teach.utils import phase, show_progress, use_threads, worker_count
+from magma_teach.utils import phase, phase_whole_lines, show_progress, use_threads, worker_count
 
 
 @dataclass
@@ -173,13 +173,15 @@ _WORKER: dict = {}  # what a training process keeps between jobs: the data, prog
 
 def _worker_start(data: CrossModalDataset, progress: bool | None, cache_dir) -> None:
     torch.set_num_threads(1)
+    phase_whole_lines()  # workers share stderr: one whole line per finished job
     _WORKER.update(data=data, progress=progress, cache_dir=cache_dir)
 
 
 def _worker_run(run):
-    _, approach, cfg, seed, score = run
-    trained = trained_cache.train(approach, _WORKER["data"], cfg, seed, progress=_WORKER["progress"],
-                                  cache_dir=_WORKER["cache_dir"])
+    label, approach, cfg, seed, score = run
+    with phase(f"{label} (seed {seed}): training", _WORKER["progress"]):
+        trained = trained_cache.train(approach, _WORKER["data"], cfg, seed, progress=False,
+                                      cache_dir=_WORKER["cache_dir"])
     return trained if score is None else score(trained, _WORKER["data"], cfg)
 
 

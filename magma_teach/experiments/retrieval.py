@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from magma_teach.baselines import PlainAlignment
 from magma_teach.data.base import Modality
 from magma_teach.data.episodes import sample_alignment_task, stack_tasks
-from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics
+from magma_teach.evaluate import concept_recall_at_1, cosine_alignment_loss, retrieval_metrics
 from magma_teach.experiments.context import Context
 from magma_teach.experiments.presets import magma_config
 from magma_teach.magma import (CrossModalModel, MetaAlignment, alignment_loss, alignment_view, pretrain_source,
@@ -110,7 +110,7 @@ def _retrieve(model, data, pairs):
     sim = F.normalize(z_t, dim=-1) @ F.normalize(z_s, dim=-1).T  # queries: speech; gallery: images
     metrics = retrieval_metrics(sim.cpu())
     concept = data.source.labels[pairs[:, 0]]
-    metrics["concept R@1"] = 100.0 * float((concept[sim.argmax(1)] == concept).float().mean())
+    metrics["concept R@1"] = concept_recall_at_1(sim.cpu(), concept.cpu(), concept.cpu())
     metrics["cos"] = float(cosine_alignment_loss(z_s, z_t))
     return metrics, sim.cpu()
 
