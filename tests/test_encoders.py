@@ -8,11 +8,11 @@ from magma_teach.data.base import MODALITY_KINDS, Modality, char_ids
 from magma_teach.encoders import AudioEncoder, Classifier, ImageEncoder, TextEncoder, VectorEncoder, encoder_for
 
 
-def test_audio_encoder_ignores_padding():
+def test_audio_encoder_ignores_padding(device):
     torch.manual_seed(0)
-    enc = AudioEncoder(n_mels=10, dim=8, width=16)
-    x = torch.randn(2, 10, 40)
-    lengths = torch.tensor([40, 17])
+    enc = AudioEncoder(n_mels=10, dim=8, width=16).to(device)
+    x = torch.randn(2, 10, 40).to(device)
+    lengths = torch.tensor([40, 17], device=device)
     z = enc(x, lengths)
     x_garbage = x.clone()
     x_garbage[1, :, 17:] = 1e3  # whatever sits in the padding must not matter
@@ -20,11 +20,11 @@ def test_audio_encoder_ignores_padding():
     assert z.shape == (2, 8)
 
 
-def test_text_encoder_ignores_padding_and_reads_any_script():
+def test_text_encoder_ignores_padding_and_reads_any_script(device):
     torch.manual_seed(0)
-    enc = TextEncoder(dim=8)
+    enc = TextEncoder(dim=8).to(device)
     ids, n = zip(*(char_ids(s, 24) for s in ["hello world", "привет мир", "नमस्ते दुनिया"]))
-    x, lengths = torch.tensor(ids), torch.tensor(n)
+    x, lengths = torch.tensor(ids, device=device), torch.tensor(n, device=device)
     z = enc(x, lengths)
     x_garbage = x.clone()
     x_garbage[0, 11:] = 7
@@ -93,6 +93,12 @@ def _run(module, x, lengths):
     return module(x) if lengths is None else module(x, lengths)
 
 
+def _on(batch, device):
+    """An (x, lengths or None) pair drawn on the CPU, moved to ``device`` (the same numbers on every device)."""
+    x, lengths = batch
+    return x.to(device), None if lengths is None else lengths.to(device)
+
+
 def _with_row(make, n, row, g):
     """A batch of n fresh examples whose row 0 is ``row`` (an (x, lengths) pair of batch size 1)."""
     x, lengths = make(n, g)
@@ -110,32 +116,32 @@ def test_every_encoder_kind_is_covered_by_the_invariance_tests():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_embedding_does_not_depend_on_the_rest_of_the_batch(name, mode):
+def test_embedding_does_not_depend_on_the_rest_of_the_batch(name, mode, device):
     torch.manual_seed(0)
     build, make = ENCODERS[name]
-    module = build().train(mode == "train")
+    module = build().train(mode == "train").to(device)
     g = torch.Generator().manual_seed(1)
     alone = make(1, g)
     with torch.no_grad():
-        expected = _run(module, *alone)[0]
+        expected = _run(module, *_on(alone, device))[0]
         for n in (2, 5):  # other batch sizes and other companions, some of them far off in scale
-            x, lengths = _with_row(make, n, alone, g)
+            x, lengths = _on(_with_row(make, n, alone, g), device)
             x[1:] = x[1:] * 10 if x.is_floating_point() else x[1:]
             torch.testing.assert_close(_run(module, x, lengths)[0], expected, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_embedding_does_not_depend_on_other_tasks_under_vmap(name, mode):
+def test_embedding_does_not_depend_on_other_tasks_under_vmap(name, mode, device):
     torch.manual_seed(0)
     build, make = ENCODERS[name]
-    module = build().train(mode == "train")
+    module = build().train(mode == "train").to(device)
     g = torch.Generator().manual_seed(2)
     alone = make(1, g)
     with torch.no_grad():
-        expected = _run(module, *alone)[0]
+        expected = _run(module, *_on(alone, device))[0]
         for _ in range(2):  # two different sets of companion tasks and examples
-            tasks = [_with_row(make, 3, alone, g) if t == 1 else make(3, g) for t in range(3)]
+            tasks = [_on(_with_row(make, 3, alone, g) if t == 1 else make(3, g), device) for t in range(3)]
             x = torch.stack([t[0] for t in tasks])  # (T=3, B=3, ...)
             if tasks[0][1] is None:
                 out = torch.func.vmap(module)(x)
@@ -146,15 +152,15 @@ def test_embedding_does_not_depend_on_other_tasks_under_vmap(name, mode):
             torch.testing.assert_close(out, eager, atol=1e-5, rtol=1e-4)
 
 
-def test_resnet18_vmap_grad_over_tasks_matches_each_task_alone():
+def test_resnet18_vmap_grad_over_tasks_matches_each_task_alone(device):
     torch.manual_seed(0)
-    enc = ImageEncoder(3, dim=4, backbone="resnet18")
+    enc = ImageEncoder(3, dim=4, backbone="resnet18").to(device)
     params = {k: v.detach() for k, v in enc.named_parameters()}
 
     def loss(p, x):
         return torch.func.functional_call(enc, p, (x,)).pow(2).mean()
 
-    x = torch.randn(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(3))  # (T=2, B=2, C, H, W)
+    x = torch.randn(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(3)).to(device)  # (T=2, B=2, C, H, W)
     grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
     for t in range(2):
         alone = torch.func.grad(loss)(params, x[t])

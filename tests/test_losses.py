@@ -23,9 +23,9 @@ def test_strong_raw_by_hand():
     assert strong_nce(Z_S, Z_T).item() == pytest.approx(-0.5)
 
 
-def test_strong_infonce_by_hand():
+def test_strong_infonce_by_hand(device):
     expected = (math.log(1 + math.exp(R - 1)) + math.log(1 + math.exp(-R))) / 2
-    assert strong_nce(Z_S, Z_T, temperature=1.0).item() == pytest.approx(expected, abs=1e-6)
+    assert strong_nce(Z_S.to(device), Z_T.to(device), temperature=1.0).item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_strong_infonce_temperature_scales_cosines():
@@ -34,26 +34,27 @@ def test_strong_infonce_temperature_scales_cosines():
     assert strong_nce(Z_S, Z_T, temperature=0.5).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_weak_two_member_group_by_hand_differs_from_strong():
+def test_weak_two_member_group_by_hand_differs_from_strong(device):
     # One group holding both rows: every target row is a positive of every source row, no negatives.
     # raw: row 0: −mean(1, 1) = −1;  row 1: −mean(0, 1) = −0.5;  mean = −0.75 (strong gives −0.5)
-    groups = torch.tensor([0, 0])
-    raw = weak_nce(Z_S, Z_T, groups, groups)
+    z_s, z_t = Z_S.to(device), Z_T.to(device)
+    groups = torch.tensor([0, 0], device=device)
+    raw = weak_nce(z_s, z_t, groups, groups)
     assert raw.item() == pytest.approx(-0.75)
-    assert raw.item() != pytest.approx(strong_nce(Z_S, Z_T).item())
+    assert raw.item() != pytest.approx(strong_nce(z_s, z_t).item())
     # τ = 1: row i loss = −mean_j log softmax(C[i])[j]
     row0 = -(1 - math.log(math.e + math.exp(R)) + R - math.log(math.e + math.exp(R))) / 2
     row1 = -(0 - math.log(1 + math.exp(R)) + R - math.log(1 + math.exp(R))) / 2
-    soft = weak_nce(Z_S, Z_T, groups, groups, temperature=1.0)
+    soft = weak_nce(z_s, z_t, groups, groups, temperature=1.0)
     assert soft.item() == pytest.approx((row0 + row1) / 2, abs=1e-6)
-    assert soft.item() != pytest.approx(strong_nce(Z_S, Z_T, temperature=1.0).item())
+    assert soft.item() != pytest.approx(strong_nce(z_s, z_t, temperature=1.0).item())
 
 
 @pytest.mark.parametrize("temperature", [None, 1.0, DEFAULT_TEMPERATURE])
-def test_weak_with_singleton_groups_equals_strong(temperature):
+def test_weak_with_singleton_groups_equals_strong(temperature, device):
     g = torch.Generator().manual_seed(0)
-    z_s, z_t = torch.randn(7, 5, generator=g), torch.randn(7, 5, generator=g)
-    groups = torch.arange(7)
+    z_s, z_t = torch.randn(7, 5, generator=g).to(device), torch.randn(7, 5, generator=g).to(device)
+    groups = torch.arange(7, device=device)
     strong = strong_nce(z_s, z_t, temperature)
     weak = weak_nce(z_s, z_t, groups, groups, temperature)
     assert torch.allclose(weak, strong, atol=1e-6)
@@ -69,10 +70,10 @@ def test_weak_group_ids_only_matter_through_equality():
                               weak_nce(z_s, z_t, relabelled, relabelled, tau), atol=1e-6)
 
 
-def test_weak_accepts_sets_of_different_sizes():
+def test_weak_accepts_sets_of_different_sizes(device):
     g = torch.Generator().manual_seed(2)
-    z_s, z_t = torch.randn(4, 3, generator=g), torch.randn(6, 3, generator=g)
-    loss = weak_nce(z_s, z_t, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1, 1, 0]), 0.1)
+    z_s, z_t = torch.randn(4, 3, generator=g).to(device), torch.randn(6, 3, generator=g).to(device)
+    loss = weak_nce(z_s, z_t, torch.tensor([0, 0, 1, 1], device=device), torch.tensor([0, 1, 0, 1, 1, 0], device=device), 0.1)
     assert loss.shape == () and torch.isfinite(loss)
 
 
@@ -92,12 +93,13 @@ def test_perfect_alignment_gives_small_infonce():
 
 
 @pytest.mark.parametrize("temperature", [None, DEFAULT_TEMPERATURE])
-def test_vmap_matches_loop(temperature):
+def test_vmap_matches_loop(temperature, device):
     g = torch.Generator().manual_seed(3)
     tasks, n, d = 4, 6, 3
     z_s, z_t = torch.randn(tasks, n, d, generator=g), torch.randn(tasks, n, d, generator=g)
     groups_s = torch.stack([torch.randperm(n, generator=g) // 2 for _ in range(tasks)])  # pairs of rows
     groups_t = torch.stack([row[torch.randperm(n, generator=g)] for row in groups_s])
+    z_s, z_t, groups_s, groups_t = (x.to(device) for x in (z_s, z_t, groups_s, groups_t))
 
     strong = torch.func.vmap(lambda a, b: strong_nce(a, b, temperature))(z_s, z_t)
     weak = torch.func.vmap(lambda a, b, gs, gt: weak_nce(a, b, gs, gt, temperature))(z_s, z_t, groups_s, groups_t)
@@ -114,10 +116,10 @@ def test_vmap_of_strong_with_default_arguments():
 
 
 @pytest.mark.parametrize("temperature", [None, DEFAULT_TEMPERATURE])
-def test_gradients_are_finite_under_grad_and_vmap(temperature):
+def test_gradients_are_finite_under_grad_and_vmap(temperature, device):
     g = torch.Generator().manual_seed(5)
-    z_s, z_t = torch.randn(3, 6, 4, generator=g), torch.randn(3, 6, 4, generator=g)
-    groups = torch.arange(6).div(3, rounding_mode="floor").expand(3, 6)
+    z_s, z_t = torch.randn(3, 6, 4, generator=g).to(device), torch.randn(3, 6, 4, generator=g).to(device)
+    groups = torch.arange(6, device=device).div(3, rounding_mode="floor").expand(3, 6)
     grad_strong = torch.func.vmap(torch.func.grad(lambda a, b: strong_nce(a, b, temperature)))(z_s, z_t)
     grad_weak = torch.func.vmap(torch.func.grad(lambda a, b, gs, gt: weak_nce(a, b, gs, gt, temperature)))(
         z_s, z_t, groups, groups)
@@ -129,10 +131,10 @@ def test_gradients_are_finite_under_grad_and_vmap(temperature):
     assert torch.allclose(a.grad, grad_strong[0], atol=1e-6)
 
 
-def test_weak_without_positive_raises():
-    z = torch.randn(3, 2)
+def test_weak_without_positive_raises(device):
+    z = torch.randn(3, 2).to(device)
     with pytest.raises(ValueError, match="group"):
-        weak_nce(z, z, torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]))
+        weak_nce(z, z, torch.tensor([0, 1, 2], device=device), torch.tensor([0, 1, 1], device=device))
 
 
 @pytest.mark.parametrize("z_s, z_t", [
