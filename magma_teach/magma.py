@@ -390,16 +390,19 @@ def validation_accuracy(model, data: CrossModalDataset, cfg: MagmaConfig, seed: 
     n_query = max(1, min(10, _min_per_concept(data.target, data.splits["val"]) - cfg.val_shots))
     tasks = stack_tasks([sample_classification_task(data.target, data.splits["val"], cfg.n_way, cfg.val_shots,
                                                      n_query, generator) for _ in range(n_tasks)])
-    predictions = finetune_predictor(model, cfg.finetune)(tasks)
-    return 100.0 * (predictions == tasks.query_y).float().mean().item()
+    from magma_teach.protocol import task_accuracy  # the protocol's own scoring, ties shared
+
+    return float(task_accuracy(finetune_predictor(model, cfg.finetune, scores=True)(tasks), tasks.query_y).mean())
 
 
 # ---------------------------------------------------------------- meta-test
-def finetune_predictor(model: CrossModalModel, finetune: InnerLoop, encoder: str = "target"):
+def finetune_predictor(model: CrossModalModel, finetune: InnerLoop, encoder: str = "target", scores: bool = False):
     """``predict(tasks) -> (T, Q)`` predicted labels for T stacked :class:`ClassificationTask` s.
 
     Each task fine-tunes its own copy of ``encoder`` and φ on its k labeled support samples (batched
     over tasks with :func:`batched_adapt`), then labels its query samples. The model is not changed.
+    With ``scores=True`` it returns the (T, Q, N) logits instead, so that the protocol can share a tie
+    between labels rather than count the first one (:func:`magma_teach.protocol.run_protocol`).
     """
     def predict(tasks: ClassificationTask) -> torch.Tensor:
         start = {k: v.detach() for k, v in model.parts(encoder, "classifier").items()}
@@ -409,7 +412,8 @@ def finetune_predictor(model: CrossModalModel, finetune: InnerLoop, encoder: str
             return model.call("classifier", params, model.call(encoder, params, *query))
 
         with torch.no_grad():
-            return vmap(logits)(fast, tasks.query).argmax(-1)
+            out = vmap(logits)(fast, tasks.query)
+        return out if scores else out.argmax(-1)
     return predict
 
 

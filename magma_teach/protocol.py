@@ -24,7 +24,7 @@ import torch
 
 from magma_teach.data.base import Modality, check_tasks
 from magma_teach.data.episodes import ClassificationTask, sample_classification_task, stack_tasks
-from magma_teach.evaluate import symmetric_noise
+from magma_teach.evaluate import symmetric_noise, top_share
 from magma_teach.utils import check_positive, check_range
 
 Predictor = Callable[[ClassificationTask], torch.Tensor]
@@ -97,9 +97,20 @@ def run_protocol(predict: Predictor, modality: Modality, tasks: Sequence[Sequenc
         for r in range(repeats):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + k * 1_009 + r)
             batch = evaluation_tasks(modality, tasks, k, n_query, generator, label_noise, noise_seed=seed + r)
-            correct = (predict(batch) == batch.query_y).float().mean(-1) * 100
+            correct = task_accuracy(predict(batch), batch.query_y)
             rows += [{"shots": k, "repeat": r, "task": t, "accuracy": float(a)} for t, a in enumerate(correct)]
     return pd.DataFrame(rows)
+
+
+def task_accuracy(output: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
+    """(T,) accuracy (%) of each task from a predictor's (T, Q) labels, or from its (T, Q, N) scores, where a
+    query whose top score is shared by several labels counts the share of them that is right (ties are
+    never a lucky hit: :func:`magma_teach.evaluate.top_share`)."""
+    if output.dim() == query_y.dim() + 1:
+        hit = torch.nn.functional.one_hot(query_y, output.shape[-1]).bool()
+        shares = top_share(output.detach().cpu().numpy(), hit.cpu().numpy())
+        return torch.as_tensor(shares, dtype=torch.float64).mean(-1) * 100
+    return (output == query_y).double().mean(-1).cpu() * 100
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

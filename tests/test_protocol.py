@@ -73,3 +73,17 @@ def test_hand_computed_accuracies(indices):
 def test_default_query_size_leaves_room_for_the_largest_shot(indices):
     assert default_query_size(indices, TASKS, (1, 5)) == 7  # 12 examples - 5 shots
     assert default_query_size(indices, TASKS, (1,)) == 11 and default_query_size(indices, TASKS, (1,), cap=3) == 3
+
+
+def test_a_tie_between_labels_counts_its_share_not_the_first_label():
+    """Scores that tie all N labels give 1/N per query, wherever the true label is; labels give 0 or 1."""
+    from magma_teach.protocol import task_accuracy
+
+    query_y = torch.tensor([[0, 1, 2, 3]])  # one task, four queries of a 4-way task
+    tied = torch.zeros(1, 4, 4)
+    assert torch.allclose(task_accuracy(tied, query_y), torch.tensor([25.0], dtype=torch.float64))
+    assert torch.allclose(task_accuracy(tied.argmax(-1), query_y), torch.tensor([25.0], dtype=torch.float64))
+    half = torch.tensor([[[1.0, 1.0, 0.0, 0.0]] * 4])  # labels 0 and 1 tie on every query
+    assert torch.allclose(task_accuracy(half, query_y), torch.tensor([25.0], dtype=torch.float64))
+    one_sided = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]]])
+    assert torch.allclose(task_accuracy(one_sided, torch.tensor([[0, 1]])), torch.tensor([50.0], dtype=torch.float64))

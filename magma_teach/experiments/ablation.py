@@ -83,7 +83,7 @@ def equal_budget(cfg: MagmaConfig, steps: int, validations: int) -> MagmaConfig:
 def validation_scores(model, data, cfg: MagmaConfig, shots=(1, 5), repeats: int = 3, seed: int = 0) -> dict:
     """Few-shot accuracy (%) on 5-way tasks over the validation concepts, and alignment on their pairs."""
     tasks = make_eval_tasks(data.splits["val"], 8, cfg.n_way, 10_000 + seed)
-    results = run_protocol(finetune_predictor(model, cfg.finetune), data.target, tasks, shots=shots,
+    results = run_protocol(finetune_predictor(model, cfg.finetune, scores=True), data.target, tasks, shots=shots,
                            repeats=repeats, seed=seed)
     scores = {f"val acc {int(k)}-shot (%)": float(m) for k, m in summarize(results)[["shots", "mean"]].values}
     return {**scores, **validation_alignment(model, data)}

@@ -116,7 +116,7 @@ def few_shot_rows(trained, data: CrossModalDataset, cfg: MagmaConfig, ctx: Conte
     meets the same evaluation draws, and mean ± std run over seeds × draws.
     """
     models = trained if isinstance(trained, list) else [trained]
-    results = pd.concat([run_protocol(finetune_predictor(t.model, cfg.finetune), data.target, data.eval_tasks,
+    results = pd.concat([run_protocol(finetune_predictor(t.model, cfg.finetune, scores=True), data.target, data.eval_tasks,
                                       shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed,
                                       label_noise=label_noise).assign(seed=s) for s, t in enumerate(models)])
     first = models[0]

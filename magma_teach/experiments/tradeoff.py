@@ -45,7 +45,7 @@ def tradeoff(ctx: Context) -> tuple[pd.DataFrame, dict]:
         data, cfg, trained, row = magma_score(n_pairs=n, pairs_per_concept=1)
         rows.append({"study": "pairs", "x": n, "approach": "MAGMA (strong pairs)", "mean": row["mean"], "std": row["std"]})
     # The reference: the source modality's own few-shot accuracy with the same protocol.
-    source = run_protocol(finetune_predictor(trained.model, cfg.finetune, encoder="source"), data.source,
+    source = run_protocol(finetune_predictor(trained.model, cfg.finetune, encoder="source", scores=True), data.source,
                           data.eval_tasks, shots=(5,), repeats=preset.repeats, seed=ctx.seed)
     src = summarize(source).iloc[0]
     rows.append({"study": "pairs", "x": None, "approach": "source task (reference)", "mean": src["mean"], "std": src["std"]})
