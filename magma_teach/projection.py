@@ -54,7 +54,9 @@ MODALITIES = ("source", "target")
 # numba's workqueue layer aborts the process on concurrent use: one UMAP at a time per process.
 _NUMBA_LOCK = threading.Lock()
 _numba_cache_set: str | None = None  # the NUMBA_CACHE_DIR value this module set, if any
-MARKERS = {"source": "o", "target": "^"}  # circles: source modality; triangles: target modality
+# The book's modality markers (viz.MODALITY): a disc for the source, an X for the target. Their
+# outlines differ even at a few pixels and in grayscale, unlike a disc and a triangle.
+MARKERS = {part: viz.MODALITY[part]["marker"] for part in MODALITIES}
 
 
 @dataclass
@@ -294,35 +296,60 @@ def concept_colors(concepts: Sequence[int]) -> dict[int, str]:
     return {c: palette[i % len(palette)] for i, c in enumerate(concepts)}
 
 
-def plot_projection(ax, coords: np.ndarray, emb: Embedding, title: str, legend: bool = True,
-                    colors: dict[int, str] | None = None, size: float = 22, axis_name: str = "UMAP",
+def plot_projection(ax, coords: np.ndarray, emb: Embedding, title: str, legend: bool | str = True,
+                    colors: dict[int, str] | None = None, size: float = 30, axis_name: str = "UMAP",
                     **legend_kwargs):
-    """Scatter 2-D ``coords`` of ``emb``: colour = concept, marker = modality (○ source, △ target).
+    """Scatter 2-D ``coords`` of ``emb``: colour = concept, marker = modality (:data:`MARKERS`).
 
-    Draws the title, axis labels (UMAP axes have no units) and a legend with one entry per concept
-    plus one per modality (``legend_kwargs`` go to ``ax.legend``); ``axis_name`` names the axes
-    (``"PCA"`` for ``project(method="pca")``). Returns ``ax``.
+    The modality markers are the book's (:data:`magma_teach.viz.MODALITY`): a disc for the source,
+    an X for the target, so the two stay apart in grayscale and at small sizes. Draws the title,
+    axis labels (UMAP axes have no units; ``axis_name`` names them, ``"PCA"`` for
+    ``project(method="pca")``) and a legend with one entry per concept plus one per modality,
+    outside the data (:func:`magma_teach.viz.legend_outside`): ``legend=True`` puts it right of
+    the axes, or below the figure when it would take more than ``viz.RIGHT_LEGEND_MAX`` of the
+    width; ``"right"`` or ``"below"`` choose; ``False`` draws none (e.g. on all but the last
+    panel of a row). ``legend_kwargs`` go to the legend (``ncol`` for one below); ``loc`` /
+    ``bbox_to_anchor`` place it yourself, as :func:`magma_teach.viz.finish` allows. Returns ``ax``.
+
+    Raises ``ValueError`` when ``coords`` is not ``(len(emb), 2)`` or ``legend`` is none of
+    ``True, False, "right", "below"``.
     """
     from matplotlib.lines import Line2D
 
     coords = np.asarray(coords)
     if coords.shape != (len(emb), 2):
         raise ValueError(f"coords must have shape ({len(emb)}, 2), got {coords.shape}")
+    if legend not in (True, False, "right", "below"):
+        raise ValueError(f"legend must be True, False, 'right' or 'below', got {legend!r}")
     concepts = list(dict.fromkeys(emb.concept.tolist()))
     colors = colors or concept_colors(concepts)
     for part in MODALITIES:
         for c in concepts:
             keep = (emb.modality == part) & (emb.concept == c)
             if keep.any():
+                # A thin white edge keeps overlapping discs apart; an X has no inside to outline.
                 ax.scatter(coords[keep, 0], coords[keep, 1], s=size, marker=MARKERS[part], color=colors[c],
-                           alpha=0.75, linewidths=0.6, edgecolors="white" if part == "source" else "none")
+                           alpha=0.8, linewidths=0.5, edgecolors="white" if part == "source" else "none")
     viz.finish(ax, title, f"{axis_name} dimension 1 (no units)", f"{axis_name} dimension 2 (no units)",
                legend=False)
     ax.set_xticks([])
     ax.set_yticks([])
     if legend:
         handles = [Line2D([], [], ls="", marker="s", color=colors[c], label=emb.names[c]) for c in concepts]
-        handles += [Line2D([], [], ls="", marker=MARKERS[p], color="0.35", label=f"{p} modality")
+        handles += [Line2D([], [], ls="", marker=MARKERS[p], color="0.3", markersize=8, label=f"{p} modality")
                     for p in MODALITIES]
-        ax.legend(handles=handles, **{"loc": "best", "fontsize": 8, **legend_kwargs})
+        _legend(ax, handles, legend, legend_kwargs)
     return ax
+
+
+def _legend(ax, handles, where: bool | str, kwargs: dict):
+    """The legend of :func:`plot_projection`, placed as ``where`` says (see there)."""
+    labels = [h.get_label() for h in handles]
+    if "loc" in kwargs or "bbox_to_anchor" in kwargs:  # the caller places it
+        return ax.legend(handles, labels, **kwargs)
+    drawn = viz.legend_outside(ax, "right" if where is True else where, handles=handles, labels=labels,
+                               **kwargs)
+    if where is True and viz._legend_width(ax.figure, drawn) > viz.RIGHT_LEGEND_MAX:
+        drawn.remove()  # too wide beside the data: under the figure instead
+        drawn = viz.legend_outside(ax, "below", handles=handles, labels=labels, **kwargs)
+    return drawn

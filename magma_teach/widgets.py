@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from magma_teach import viz
+
 __all__ = ["UmapExplorer", "umap_explorer", "require_ipywidgets"]
 
 
@@ -62,7 +64,7 @@ class UmapExplorer:
         self.concepts.observe(self._changed, names="value")
         self.state.observe(self._changed, names="value")
         hint = widgets.HTML("<small>Ctrl/Cmd-click to pick several concepts (at most "
-                            f"{max_concepts}). ○ source, △ target.</small>")
+                            f"{max_concepts}). ● source, ✕ target.</small>")
         self.ui = widgets.VBox([widgets.HBox([self.concepts, widgets.VBox([self.state, hint, self.status])]),
                                 self.output])
         self._changed()
@@ -101,11 +103,12 @@ class UmapExplorer:
                              f"{stats['nearest source, same concept']:.0f}% of target examples "
                              f"(chance {100 / len(chosen):.0f}%); cross-modal neighbours "
                              f"{stats['cross-modal neighbours']:.0f}%")
-        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        # Page-wide, with constrained layout (it makes room for the legend right of the data, where
+        # plot_projection puts it); tight_layout would squeeze that legend back over the axes.
+        fig, ax = plt.subplots(figsize=(viz.PAGE_WIDTH, 4.6), layout="constrained")
         axis_name = "UMAP" if self.method == "umap" else "PCA"
         plot_projection(ax, coords, emb, f"Shared space, {label}: {len(chosen)} concepts",
-                        colors=self.colors, axis_name=axis_name, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        fig.tight_layout()
+                        colors=self.colors, axis_name=axis_name)
         return fig
 
     def _ipython_display_(self):  # `explorer` as the last line of a cell shows the controls

@@ -136,9 +136,66 @@ def test_plot_projection_draws_labelled_figure(world, model):
     assert labels[-2:] == ["source modality", "target modality"] and len(labels) == 5
     with pytest.raises(ValueError, match="coords must have shape"):
         plot_projection(ax, np.zeros((3, 2)), emb, "t")
+    with pytest.raises(ValueError, match="legend must be True, False, 'right' or 'below', got 'inside'"):
+        plot_projection(ax, project(emb.z, method="pca"), emb, "t", legend="inside")
     plt.close(fig)
     colors = concept_colors(range(9))
     assert len(set(colors.values())) == 9
+
+
+def _marker_path(marker):
+    """The vertices scatter() draws for ``marker`` (its path in marker units)."""
+    from matplotlib.markers import MarkerStyle
+
+    style = MarkerStyle(marker)
+    return style.get_path().transformed(style.get_transform()).vertices
+
+
+def test_plot_projection_uses_the_book_modality_markers(world, model):
+    from magma_teach import viz
+    from magma_teach.projection import MARKERS
+
+    emb = embed_concepts(model, world, world.splits["meta_test"][:2], per_concept=3)
+    fig, ax = plt.subplots()
+    plot_projection(ax, project(emb.z, method="pca"), emb, "markers", axis_name="PCA")
+    assert MARKERS == {p: viz.MODALITY[p]["marker"] for p in ("source", "target")}
+    assert MARKERS["source"] != MARKERS["target"]
+    # no disc-and-triangle pair: a triangle's outline is lost at a few pixels beside a disc
+    assert not {MARKERS["source"], MARKERS["target"]} & {"^", "v", "<", ">", "1", "2", "3", "4"}
+    # 2 concepts x 2 modalities: source collections first, then target, each with its marker's shape
+    drawn = [c.get_paths()[0].vertices for c in ax.collections]
+    assert len(drawn) == 4
+    for vertices, part in zip(drawn, ["source"] * 2 + ["target"] * 2):
+        np.testing.assert_allclose(vertices, _marker_path(MARKERS[part]))
+    entries = {h.get_label(): h.get_marker() for h in ax.get_legend().legend_handles}
+    assert entries["source modality"] == MARKERS["source"] and entries["target modality"] == MARKERS["target"]
+    plt.close(fig)
+
+
+def test_plot_projection_keeps_the_legend_off_the_data(world, model):
+    from magma_teach import viz
+
+    emb = embed_concepts(model, world, world.splits["meta_test"][:3], per_concept=3)
+    coords = project(emb.z, method="pca")
+    fig, ax = plt.subplots(figsize=(viz.PAGE_WIDTH, 4), layout="constrained")
+    plot_projection(ax, coords, emb, "right", axis_name="PCA")
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes.x1  # right of the axes, not on the points
+    assert legend.x1 <= fig.bbox.x1 + 1  # and inside the figure
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(viz.PAGE_WIDTH, 4), layout="constrained")
+    plot_projection(ax, coords, emb, "below", legend="below", axis_name="PCA")
+    fig.canvas.draw()
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    assert fig.legends[0].get_window_extent().y1 <= ax.get_window_extent().y0  # under the axes
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2)
+    plot_projection(left, coords, emb, "no legend", legend=False, axis_name="PCA")
+    assert left.get_legend() is None and not fig.legends
+    plt.close(fig)
 
 
 def test_widget_builds_and_redraws_without_display(world, model):
@@ -156,6 +213,13 @@ def test_widget_builds_and_redraws_without_display(world, model):
     assert "<b>before</b>" in explorer.status.value
     fig = explorer.redraw()
     assert fig is not None and fig.axes[0].get_title().startswith("Shared space, before")
+    from magma_teach import viz
+
+    # page-wide, constrained layout (not tight_layout), legend beside the data
+    assert fig.get_figwidth() <= viz.PAGE_WIDTH
+    assert type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    fig.canvas.draw()
+    assert fig.axes[0].get_legend().get_window_extent().x0 >= fig.axes[0].get_window_extent().x1
     plt.close(fig)
     explorer.concepts.value = (offered[0],)
     assert explorer.redraw() is None and "at least two" in explorer.status.value
