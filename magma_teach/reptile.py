@@ -288,7 +288,8 @@ def _run_fast(loss_fn: LossFn, fast: Params, m: Params, s: Params, tasks, inner:
     # All compiled graphs hang off one function, and dynamo's default of 8 per function would send
     # the 9th (shape, loss) pair of a long run (several approaches, shot counts, benchmarks) back to
     # eager code; RECOMPILE_LIMIT keeps them compiled without changing the setting for the user's code.
-    with dynamo_config.patch(recompile_limit=max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)):
+    limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
+    with dynamo_config.patch(**{limit: max(getattr(dynamo_config, limit), RECOMPILE_LIMIT)}):
         for step in range(inner.steps):
             batch = tree_map(lambda x: x[:, step], tasks) if per_step else tasks
             outs = step_fn(loss_fn, fast, *moments, batch, coef[step], sgd)
