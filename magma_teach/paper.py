@@ -135,9 +135,9 @@ def _leader_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
         else:
             gap = mine.loc[lead, "mean"] - mine.loc[paper_lead, "mean"]
             spread = max(mine.loc[lead, "std"], mine.loc[paper_lead, "std"])
-            within = " (within one std)" if gap <= spread else ""
-            different.append(f"k = {k}: ours is {lead} with {mine.loc[lead, 'mean']:.1f}, where the paper's "
-                             f"leader {paper_lead} has {mine.loc[paper_lead, 'mean']:.1f}{within}")
+            within = ", a tie within the spread" if gap <= spread else ""
+            different.append(f"k = {k}: ours is {lead} ({mine.loc[lead, 'mean']:.1f}), the paper's is {paper_lead} "
+                             f"(ours: {mine.loc[paper_lead, 'mean']:.1f}{within})")
     head = f"Best approach without target labels, against the paper's {name}: "
     if not different:
         leaders = "; ".join(f"{a} at k = {k}" for k, a in same)

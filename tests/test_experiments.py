@@ -153,7 +153,7 @@ def test_pattern_sentences_are_computed_from_the_numbers():
     moved = same.copy()
     moved.loc[(moved["approach"] == "MAGMA") & (moved["shots"] == 5), "mean"] = 70.0  # now below Align + Meta Classify
     leader, oracle = pattern_sentences(moved, "image-audio")
-    assert "different at k = 5: ours is Align + Meta Classify with 77.1, where the paper's leader MAGMA has 70.0" in leader
+    assert "different at k = 5: ours is Align + Meta Classify (77.1), the paper's is MAGMA (ours: 70.0)" in leader
     assert "the same at k = 1, 10" in leader and "behind at k = 5 in both" in oracle
     ahead = same.copy()
     ahead.loc[(ahead["approach"] == "MAGMA") & (ahead["shots"] == 10), "mean"] = 99.0

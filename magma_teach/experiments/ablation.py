@@ -123,7 +123,7 @@ def ablation(ctx: Context) -> tuple[pd.DataFrame, dict]:
                 runs.append({"split": split, "variant": name, "seed": seed, "iterations": jobs[name][1].iterations,
                              **result})
     runs = pd.DataFrame(runs)
-    return summarize_seeds(runs), {"runs": runs}
+    return summarize_seeds(runs), {"runs": runs, "selection": selection(runs)}
 
 
 def _validation_score(trained, data, cfg) -> dict:
@@ -136,3 +136,25 @@ def summarize_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = runs.groupby(["split", "variant"], sort=False)[measures]
     table = grouped.mean().join(grouped.agg(lambda v: float(np.std(v))), rsuffix=" std").reset_index()
     return table.assign(seeds=grouped.size().values)
+
+
+def selection(runs: pd.DataFrame) -> pd.DataFrame:
+    """How the variants rank by the ablation's one objective, best first.
+
+    The objective of a run is its mean validation accuracy over the shots; for each variant and seed it
+    is averaged over the two splits, then given as mean ± std over seeds. ``verdict`` compares every
+    variant with the best MAGMA variant (:func:`~magma_teach.evaluate.verdict`: a difference inside the
+    spread is a tie); ``chosen`` marks the best MAGMA variant, the default the ablation picks.
+    """
+    from magma_teach.evaluate import verdict
+
+    shots = [c for c in runs.columns if c.startswith("val acc")]
+    per_run = runs.assign(objective=runs[shots].mean(axis=1))
+    per_seed = per_run.groupby(["variant", "seed"], sort=False)["objective"].mean()
+    table = per_seed.groupby("variant", sort=False).agg(mean="mean", std=lambda v: float(np.std(v))).reset_index()
+    table = table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+    magma = table[~table["variant"].isin(REFERENCES)]
+    best = magma.iloc[0]
+    table["verdict vs chosen"] = [verdict(m, s, best["mean"], best["std"]) for m, s in zip(table["mean"], table["std"])]
+    table["chosen"] = table["variant"] == best["variant"]
+    return table
