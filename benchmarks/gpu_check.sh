@@ -59,6 +59,29 @@ if (( FETCH )); then
     for name in $ON_IMAGE; do
         rm -f .whl/"$name"-[0-9]*.whl .whl/"${name//_/-}"-[0-9]*.whl
     done
+    # wordfreq's wheel is 55 MB (every language's large word list), too much for the 64 MiB the device
+    # tool carries. The languages benchmark only calls top_n_list(code, n), so the lists it can ask for
+    # are saved from that very wheel (WORDFREQ_TOP words per language) and a stand-in module serves them
+    # there (wordfreq_stand_in below); it refuses any other call, and any n beyond what it holds.
+    wheel=$(ls .whl/wordfreq-[0-9]*.whl 2>/dev/null | head -n 1)
+    if [[ -n $wheel ]]; then
+        tmp=$(mktemp -d)
+        $PY -m zipfile -e "$wheel" "$tmp" && PYTHONPATH="$tmp" $PY - "${WORDFREQ_TOP:-10000}" "$(basename "$wheel")" <<'PY' || exit 1
+import gzip, json, sys
+import wordfreq
+from magma_teach.data.languages import LANGUAGES
+
+n, wheel = int(sys.argv[1]), sys.argv[2]
+lists = {code: wordfreq.top_n_list(code, n) for code in sorted(LANGUAGES)}
+lists["__version__"] = wheel.split("-")[1]  # wordfreq-<version>-py3-none-any.whl
+with gzip.open(".whl/wordfreq_top.json.gz", "wt", encoding="utf-8") as f:
+    json.dump(lists, f, ensure_ascii=False)
+print(f"saved the top {n} words of {len(lists) - 1} languages from {wordfreq.__file__} ({wheel})")
+PY
+        rm -rf "$tmp"
+        rm -f .whl/wordfreq-[0-9]*.whl .whl/ftfy-[0-9]*.whl .whl/langcodes-[0-9]*.whl .whl/locate-[0-9]*.whl \
+            .whl/language_data-[0-9]*.whl .whl/marisa_trie-[0-9]*.whl
+    fi
     echo "wheels in .whl/: $(ls .whl/*.whl | wc -l), $(du -sh .whl | cut -f1) (the device tool carries at most 64 MiB)"
     exit 0
 fi
@@ -87,6 +110,33 @@ if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
     else
         WHEEL_NOTE="installing the carried wheels failed"
     fi
+fi
+wordfreq_stand_in() {  # a module `wordfreq` serving the saved lists, where the real one is missing
+    mkdir -p "$WORK/site/wordfreq"
+    cp .whl/wordfreq_top.json.gz "$WORK/site/wordfreq/top.json.gz"
+    cat > "$WORK/site/wordfreq/__init__.py" <<'PY'
+"""Stand-in for wordfreq on a machine without it (benchmarks/gpu_check.sh): top_n_list only, from lists
+that `gpu_check.sh --fetch-wheels` saved from the real wordfreq; it holds the first N words of each language."""
+import gzip
+import json
+import os
+
+with gzip.open(os.path.join(os.path.dirname(__file__), "top.json.gz"), "rt", encoding="utf-8") as _f:
+    _LISTS = json.load(_f)
+__version__ = _LISTS.pop("__version__", "")
+
+
+def top_n_list(lang, n, wordlist="best", ascii_only=False):
+    if wordlist != "best" or ascii_only or lang not in _LISTS or n > len(_LISTS[lang]):
+        raise ValueError(f"this stand-in for wordfreq holds the 'best' list of {sorted(_LISTS)} up to "
+                         f"{min(map(len, _LISTS.values()))} words; asked for {lang!r}, n={n}, {wordlist!r}")
+    return _LISTS[lang][:n]
+PY
+}
+if [[ -f .whl/wordfreq_top.json.gz ]] && ! $PY -c "import wordfreq" 2>/dev/null; then
+    wordfreq_stand_in
+    export PYTHONPATH="$WORK/site:$PYTHONPATH"
+    WHEEL_NOTE="$WHEEL_NOTE; wordfreq stand-in from saved lists"
 fi
 export WHEEL_NOTE
 START=$(date +%s)
