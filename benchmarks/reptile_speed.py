@@ -158,25 +158,31 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     size = SIZES["tiny" if args.tiny else "full"]
-    rows = [measure(method, n_tasks, size, device, args.repeats, args.warmup)
-            for n_tasks in args.tasks for method in args.methods]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     result = {"device": name, "torch": torch.__version__, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
               "workload": {"size": "tiny" if args.tiny else "full", **size, "inner_steps": 5, "optimizer": "adam"},
-              "rows": rows, "ratios": ratios(rows)}
+              "rows": [], "ratios": {}}
+    for n_tasks in args.tasks:
+        for method in args.methods:
+            result["rows"].append(measure(method, n_tasks, size, device, args.repeats, args.warmup))
+            result["ratios"] = ratios(result["rows"])
+            write(result, args.json)  # after every row: a run stopped by a time limit keeps what it measured
     if "fast" in args.methods and not args.no_check:
         result["max_abs_diff_fast_vs_eager_sgd"] = fast_vs_eager(size, device)
+        write(result, args.json)
     print(f"device: {name}; torch {torch.__version__}; {result['workload']['pairs']} pairs per task, 5 inner Adam steps")
-    print(table(rows, result["ratios"]))
+    print(table(result["rows"], result["ratios"]))
     if "max_abs_diff_fast_vs_eager_sgd" in result:
         print(f"fast vs eager, 5 SGD steps: max |difference| = {result['max_abs_diff_fast_vs_eager_sgd']:.2e}")
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    if not args.json:
+        print(json.dumps(result, indent=1))
     return result
+
+
+def write(result: dict, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
