@@ -197,6 +197,8 @@ def _run(args) -> int:
 
 
 def _tune(args) -> int:
+    import torch
+
     from magma_teach import tuning
     from magma_teach.data.registry import load
     from magma_teach.experiments import PRESETS, magma_config
@@ -217,6 +219,7 @@ def _tune(args) -> int:
         raise ValueError("tuning needs Optuna: pip install 'magma_teach[tune]'") from None
     preset = PRESETS[args.preset]
     storage = args.storage or tuning.default_storage(args.cache_dir)
+    torch.set_num_threads(1)  # a trial trains like a run's training job: one thread (start one tune per core)
     data = load(args.benchmark, preset="full" if preset.data == "full" else "quick", seed=args.seed,
                 cache_dir=args.cache_dir, **preset.data_overrides.get(args.benchmark, {}))
     results = {}

@@ -30,38 +30,24 @@ from magma_teach.data.registry import make_eval_tasks
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics
 from magma_teach.experiments.context import Context, train_all
 from magma_teach.experiments.presets import magma_config
+from magma_teach.experiments.rules import CONCEPT, INSTANCE, UPDATE_RULES, update_rule
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
-from magma_teach.reptile import OuterUpdate
 
-LITERAL = "literal Algorithm 1"
-INSTANCE = {"weak": False, "align_way": 20, "pairs_per_concept": 1}  # eq. 3, one pair per number (today)
-CONCEPT = {"weak": True, "groups": "concept", "align_way": 5, "pairs_per_concept": 4}  # eq. 4 over numbers
 PLAIN_INSTANCE = "plain alignment, instance pairs"
 PLAIN_CONCEPT = "plain alignment, concept groups"
 REFERENCES = (PLAIN_INSTANCE, PLAIN_CONCEPT)
 
 
 def rules(base: MagmaConfig) -> dict[str, dict]:
-    """The update rules compared, as changes to a config: each single change away from the literal reading
-    of Algorithm 1, then the combinations the single changes point to."""
-    carried = replace(base.align_inner, carry_state=True)
-    adam = OuterUpdate("adam", lr=base.align_inner.lr)
-    # The authors' code in effect for the encoders: one task at a time, one Adam state throughout,
-    # θ ← θ̃ (an outer SGD step of lr 1 without momentum), a fresh minibatch at every inner step.
-    authors = {"meta_batch": 1, "align_inner": carried, "fresh_batches": True,
-               "align_outer": OuterUpdate("sgd", lr=1.0, momentum=0.0)}
-    return {
-        LITERAL: INSTANCE,
-        "carried inner state": {**INSTANCE, "align_inner": carried},
-        "outer Adam": {**INSTANCE, "align_outer": adam, "classify_outer": adam},
-        "T = 1": {**INSTANCE, "meta_batch": 1},
-        "fresh batch per step": {**INSTANCE, "fresh_batches": True},
-        "authors' effective rule": {**INSTANCE, **authors},
-        "concept groups (eq. 4)": CONCEPT,
-        "concept groups, T = 1, fresh batches": {**CONCEPT, "meta_batch": 1, "fresh_batches": True},
-        "concept groups, authors' rule": {**CONCEPT, **authors},
-    }
+    """The variants compared, as changes to a config: every update rule of
+    :data:`~magma_teach.experiments.rules.UPDATE_RULES` with instance pairs (each one change away from
+    the literal reading of Algorithm 1), then concept groups with the rules the single changes point to."""
+    variants = {name: {**INSTANCE, **update_rule(name, base)} for name in UPDATE_RULES}
+    variants["concept groups (eq. 4)"] = CONCEPT
+    variants["concept groups, T = 1, fresh batches"] = {**CONCEPT, "meta_batch": 1, "fresh_batches": True}
+    variants["concept groups, authors' rule"] = {**CONCEPT, **update_rule("authors' effective rule", base)}
+    return variants
 
 
 def variants(base: MagmaConfig) -> dict[str, MagmaConfig]:
