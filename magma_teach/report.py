@@ -19,10 +19,18 @@ _ROW_NOTES = {
 
 
 def retrieval_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 3: one row per (K, experiment) with R@1/5/10 in %, median rank and cosine loss."""
-    cols = ["K", "experiment", "R@1", "R@5", "R@10", "rank", "cos", "concept R@1"]
-    return rows[[c for c in cols if c in rows]].round({"R@1": 1, "R@5": 1, "R@10": 1, "rank": 1, "cos": 3,
-                                                        "concept R@1": 1})
+    """Table 3: one row per (K, experiment) with R@1/5/10 in %, median rank and cosine loss, each as
+    "mean ± std" over training seeds when the rows carry ``"<metric> std"`` columns."""
+    digits = {"R@1": 1, "R@5": 1, "R@10": 1, "rank": 1, "cos": 3, "concept R@1": 1}
+    table = rows[["K", "experiment"]].copy()
+    for metric, d in digits.items():
+        if metric not in rows:
+            continue
+        if f"{metric} std" in rows:
+            table[metric] = [f"{m:.{d}f} ± {s:.{d}f}" for m, s in zip(rows[metric], rows[f"{metric} std"])]
+        else:
+            table[metric] = rows[metric].round(d)
+    return table
 
 
 def noise_table(rows: pd.DataFrame) -> pd.DataFrame:
