@@ -38,8 +38,9 @@ from magma_teach.utils import pick_device
 
 METHODS = ("sequential", "eager", "fast")
 SIZES = {  # images (C, H, W), log-mel bands, frames, pairs per task, encoder widths
-    "full": dict(image=(1, 16, 32), mels=40, frames=144, pairs=25, dim=64, image_width=16, audio_width=64),
-    "tiny": dict(image=(1, 8, 8), mels=8, frames=16, pairs=6, dim=8, image_width=4, audio_width=8),
+    "full": {"image": (1, 16, 32), "mels": 40, "frames": 144, "pairs": 25, "dim": 64, "image_width": 16,
+             "audio_width": 64},
+    "tiny": {"image": (1, 8, 8), "mels": 8, "frames": 16, "pairs": 6, "dim": 8, "image_width": 4, "audio_width": 8},
 }
 
 

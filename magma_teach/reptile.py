@@ -291,7 +291,7 @@ def _run_fast(loss_fn: LossFn, fast: Params, m: Params, s: Params, tasks, inner:
     limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
     with dynamo_config.patch(**{limit: max(getattr(dynamo_config, limit), RECOMPILE_LIMIT)}):
         for step in range(inner.steps):
-            batch = tree_map(lambda x: x[:, step], tasks) if per_step else tasks
+            batch = tree_map(lambda x, step=step: x[:, step], tasks) if per_step else tasks
             outs = step_fn(loss_fn, fast, *moments, batch, coef[step], sgd)
             for mine, out in zip((fast, *moments), outs):
                 if mine:
@@ -306,7 +306,7 @@ def _run_eager(loss_fn: LossFn, fast: Params, m: Params, s: Params, tasks, inner
     grads_of = vmap(grad(loss_fn))
     beta1, beta2 = inner.betas
     for step in range(1, inner.steps + 1):
-        batch = tree_map(lambda x: x[:, step - 1], tasks) if per_step else tasks
+        batch = tree_map(lambda x, step=step: x[:, step - 1], tasks) if per_step else tasks
         t = start + step  # Adam's step count, for bias correction
         fast, m, s = _update(fast, m, s, grads_of(fast, batch), inner.optimizer == "sgd", inner.lr,
                              inner.lr / (1 - beta1**t), (1 - beta2**t) ** 0.5, beta1, beta2, inner.eps)
