@@ -32,7 +32,7 @@ from tqdm.auto import trange
 
 from magma_teach.data.base import CrossModalDataset
 from magma_teach.data.cache import cached, code_fingerprint, data_fingerprint, tensors_fingerprint
-from magma_teach.data.episodes import (ClassificationTask, sample_alignment_task,
+from magma_teach.data.episodes import (ClassificationTask, alignable, sample_alignment_task,
                                        sample_classification_task, stack_tasks)
 from magma_teach.encoders import Classifier, encoder_for
 from magma_teach.losses import DEFAULT_TEMPERATURE, check_positives, strong_nce, weak_nce
@@ -236,8 +236,9 @@ def alignment_batches(data: CrossModalDataset, concepts, cfg: MagmaConfig, gener
     concepts = torch.as_tensor(list(concepts), dtype=torch.long, device=data.clusters.device)
     if cfg.weak:  # a group needs examples in both modalities, possibly of different concepts (CIFAR ↔ ESC-50)
         cluster = data.clusters[concepts]
-        with_source = torch.unique(cluster[torch.isin(concepts, data.source.labels)])
-        with_target = torch.unique(cluster[torch.isin(concepts, data.target.labels)])
+        usable = alignable(data)  # with pairs listed, only paired examples may align
+        with_source = torch.unique(cluster[torch.isin(concepts, data.source.labels[usable[0]])])
+        with_target = torch.unique(cluster[torch.isin(concepts, data.target.labels[usable[1]])])
         groups = with_source[torch.isin(with_source, with_target)]
         chosen = groups[torch.randperm(len(groups), generator=generator)[:n_way].to(groups.device)]
         task = concepts[torch.isin(cluster, chosen)].tolist()

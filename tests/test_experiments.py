@@ -78,7 +78,8 @@ def test_tradeoff_and_strong_weak(results):
     assert set(tradeoff["study"]) == {"pairs", "pairing noise", "weak vs supervised"}
     assert (tradeoff["approach"] == "source task (reference)").sum() == 1
     strong_weak = results[0]["strong-weak"].rows
-    assert set(strong_weak["approach"]) == {"MAGMA (strong pairs)", "MAGMA (weak pairs)"}
+    assert set(strong_weak["approach"]) == {"MAGMA (instance pairs, eq. 3)", "MAGMA (concept groups, eq. 4)",
+                                            "MAGMA (decade clusters, eq. 4)"}
 
 
 def test_json_round_trip(results):

@@ -134,7 +134,7 @@ def sample_alignment_task(data: CrossModalDataset, concepts: Sequence[int], n_wa
 
 
 def _weak_rows(data, concepts, n_way, n_per_concept, generator):
-    usable = _alignable(data)
+    usable = alignable(data)
     cluster_of = data.clusters[concepts]
     # Only clusters with usable examples in both modalities can form a weak pair.
     has = [torch.isin(concepts, m.labels[ok]) for m, ok in zip((data.source, data.target), usable)]
@@ -152,7 +152,7 @@ def _weak_rows(data, concepts, n_way, n_per_concept, generator):
     return torch.cat(src), torch.cat(tgt), torch.cat(groups)
 
 
-def _alignable(data: CrossModalDataset) -> list[torch.Tensor]:
+def alignable(data: CrossModalDataset) -> list[torch.Tensor]:
     """(source, target) masks of the examples weak pairing may draw. When the dataset lists pairs, only
     paired examples (their number is a knob: ``n_pairs`` of the concept world); a dataset with weak pairs
     only (ESC-50) lists none, and then every example may be drawn."""

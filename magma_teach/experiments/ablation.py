@@ -120,7 +120,8 @@ def summarize_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over training seeds of every score, per (split, variant), in the order the runs came."""
     measures = [c for c in runs.columns if c.startswith("val ")]
     grouped = runs.groupby(["split", "variant"], sort=False)[measures]
-    table = grouped.mean().join(grouped.agg(lambda v: float(np.std(v))), rsuffix=" std").reset_index()
+    spread = grouped.agg(lambda v: float(np.std(v))).add_suffix(" std")
+    table = grouped.mean().join(spread).reset_index()
     return table.assign(seeds=grouped.size().values)
 
 

@@ -65,7 +65,8 @@ def _no_alignment(data, cfg, seed) -> CrossModalModel:
 def _over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean of every metric over training seeds, with its std beside it (``"<metric> std"``)."""
     grouped = runs.groupby(["K", "experiment"], sort=False)[list(METRICS)]
-    table = grouped.mean().join(grouped.agg(lambda v: float(np.std(v))), rsuffix=" std").reset_index()
+    spread = grouped.agg(lambda v: float(np.std(v))).add_suffix(" std")
+    table = grouped.mean().join(spread).reset_index()
     return table.assign(seeds=grouped.size().values)
 
 
