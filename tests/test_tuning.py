@@ -1,6 +1,5 @@
 """Equal tuning: studies see validation concepts only, are seeded, and store what they choose."""
 
-import optuna
 import pytest
 import torch
 
@@ -9,6 +8,8 @@ from magma_teach.data.conceptworld import concept_world
 from magma_teach.data.episodes import sample_classification_task
 from magma_teach.magma import MagmaConfig
 from magma_teach.reptile import InnerLoop
+
+optuna = pytest.importorskip("optuna", reason="tuning needs the 'tune' extra (Optuna)")
 
 
 @pytest.fixture(scope="module")

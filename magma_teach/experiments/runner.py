@@ -89,7 +89,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "strong-weak": Experiment(strong_weak, "Instance pairs vs concept groups vs decade clusters for MAGMA on numbers",
                               needs_pairs=True),
     "ablation": Experiment(ablation, "What makes meta-alignment work: Reptile update rules on validation numbers",
-                           benchmark=None, data=("offline",), check=ablation_settings),
+                           benchmark="numbers", data=("offline",), needs_pairs=True, check=ablation_settings),
     "text-image": Experiment(text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)",
                              benchmark="recipes", data=("full",)),
 }
