@@ -30,7 +30,7 @@ from magma_teach.data.registry import make_eval_tasks
 from magma_teach.evaluate import cosine_alignment_loss, retrieval_metrics
 from magma_teach.experiments.context import Context, train_all
 from magma_teach.experiments.presets import magma_config
-from magma_teach.experiments.rules import CONCEPT, INSTANCE, UPDATE_RULES, update_rule
+from magma_teach.experiments.rules import CONCEPT, INSTANCE, MAGMA_UPDATE, UPDATE_RULES, update_rule
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
 
@@ -145,3 +145,26 @@ def selection(runs: pd.DataFrame) -> pd.DataFrame:
     table["verdict vs chosen"] = [verdict(m, s, best["mean"], best["std"]) for m, s in zip(table["mean"], table["std"])]
     table["chosen"] = table["variant"] == best["variant"]
     return table
+
+
+def languages_pairing(ctx: Context) -> tuple[pd.DataFrame, dict]:
+    """The pairing choice on ``languages``: instance pairs (eq. 3, one sentence per language in a task) or
+    language groups (eq. 4), for MAGMA's chosen rule and for plain alignment, on validation languages.
+
+    The same validation scores and training seeds as :func:`ablation`; this is the run behind
+    ``ALIGNMENT["languages"]``.
+    """
+    data = ctx.benchmark("languages", needs_pairs=True)
+    base = magma_config(ctx.preset, data)
+    instance = {"weak": False, "align_way": min(16, len(data.splits["meta_train"])), "pairs_per_concept": 1}
+    jobs = {}
+    for pairing, changes in (("instance pairs", instance), ("language groups", CONCEPT)):
+        magma = replace(base, **changes, **update_rule(MAGMA_UPDATE, base))
+        jobs[f"MAGMA, {pairing}"] = ("MAGMA", equal_budget(magma, ctx.preset.ablation_steps,
+                                                         ctx.preset.ablation_validations))
+        jobs[f"plain alignment, {pairing}"] = ("Align + Meta Classify", equal_budget(
+            replace(base, **changes), ctx.preset.ablation_steps, ctx.preset.ablation_validations))
+    scores = train_all(jobs, data, ctx, score=_validation_score)
+    runs = pd.DataFrame([{"split": "random", "variant": name, "seed": seed, **result}
+                         for name, per_seed in scores.items() for seed, result in zip(ctx.seeds, per_seed)])
+    return summarize_seeds(runs), {"runs": runs}

@@ -64,7 +64,7 @@ PRESETS = {
 # of a number in a task are positives of each other, and no two of one number are ever negatives.
 # In languages a sentence pairs with its own speech, but the task is language ID: grouping by language
 # (every sentence and utterance of a language positive to each other) also scored higher on validation
-# languages, for MAGMA and plain alignment alike (measured with three seeds, the ablation's budget).
+# languages, for MAGMA and plain alignment alike: python -m magma_teach run pairing-languages.
 # The full-data benchmarks: CIFAR→ESC-50 has only weak (cluster) pairs, 5 clusters × 4 clips a task;
 # FLEURS and the recipes pair each text with its own recording or photo (not re-examined here).
 ALIGNMENT = {"numbers": CONCEPT,

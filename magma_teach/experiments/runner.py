@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from magma_teach.experiments.ablation import ablation
+from magma_teach.experiments.ablation import ablation, languages_pairing
 from magma_teach.experiments.ablation import check_settings as ablation_settings
 from magma_teach.experiments.context import Context
 from magma_teach.experiments.few_shot import image_audio, text_image, text_speech
@@ -90,6 +90,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                               needs_pairs=True),
     "ablation": Experiment(ablation, "What makes meta-alignment work: Reptile update rules on validation numbers",
                            benchmark="numbers", data=("offline",), needs_pairs=True, check=ablation_settings),
+    "pairing-languages": Experiment(languages_pairing, "Instance pairs vs language groups on validation languages",
+                                    benchmark="languages", data=("offline",), needs_pairs=True),
     "text-image": Experiment(text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)",
                              benchmark="recipes", data=("full",)),
 }
