@@ -802,7 +802,7 @@ CHAPTERS = [
     ("Foundations", [("01", "Theory: when can\na modality borrow?"), ("02", "Contrastive\nalignment"),
                      ("03", "Reptile,\nintuitively")]),
     ("The method", [("04", "Meta-alignment:\nAlgorithm 1"), ("05", "Image → audio"),
-                    ("06", "What meta-\nalignment adds")]),
+                    ("06", "What makes meta-\nalignment work")]),
     ("More settings", [("07", "Retrieval"), ("08", "Text → speech"), ("09", "Noisy labels")]),
     ("Understanding", [("10", "Alignment vs\nsupervision"), ("11", "UMAP of the\nshared space")]),
     ("Your turn", [("12", "Bring your own\nmodalities"), ("13", "The paper's\nown data")]),
