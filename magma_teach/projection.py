@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from magma_teach import viz
 from magma_teach.data.base import CrossModalDataset, check_concepts
+from magma_teach.evaluate import top_share
 from magma_teach.utils import check_positive
 
 __all__ = ["Embedding", "embed_concepts", "neighbour_stats", "project", "plot_projection", "MARKERS",
@@ -166,18 +167,19 @@ def neighbour_stats(emb: Embedding, k: int = 10) -> dict[str, float]:
     sim = emb.z @ emb.z.T
     target_rows = np.flatnonzero(~is_source)
     source_rows = np.flatnonzero(is_source)
-    nearest = source_rows[np.argmax(sim[np.ix_(target_rows, source_rows)], axis=1)]
-    same = emb.concept[nearest] == emb.concept[target_rows]
-    np.fill_diagonal(sim, -np.inf)
-    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-    cross = emb.modality[neighbours] != emb.modality[:, None]
-    same_concept = emb.concept[neighbours] == emb.concept[:, None]
-    within = sim[np.ix_(target_rows, target_rows)]
+    # Neighbours by top_share: points tied at the k-th similarity share the remaining places, so a tie
+    # never counts as a lucky hit (nor a miss) the way an index-ordered argsort would.
+    same = top_share(sim[np.ix_(target_rows, source_rows)],
+                     emb.concept[source_rows][None, :] == emb.concept[target_rows][:, None])
+    np.fill_diagonal(sim, -np.inf)  # a point is not its own neighbour
+    cross = top_share(sim, emb.modality[None, :] != emb.modality[:, None], k)
+    same_concept = top_share(sim, emb.concept[None, :] == emb.concept[:, None], k)
     k_target = min(k, len(target_rows) - 1)
     target_same = np.zeros(1)
     if k_target > 0:
-        nearest_targets = target_rows[np.argsort(-within, axis=1, kind="stable")[:, :k_target]]
-        target_same = emb.concept[nearest_targets] == emb.concept[target_rows][:, None]
+        concept = emb.concept[target_rows]
+        target_same = top_share(sim[np.ix_(target_rows, target_rows)], concept[None, :] == concept[:, None],
+                                k_target)
     return {"nearest source, same concept": float(100 * same.mean()),
             "cross-modal neighbours": float(100 * cross.mean()),
             "same-concept neighbours": float(100 * same_concept.mean()),

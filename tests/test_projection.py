@@ -334,3 +334,18 @@ def test_numba_cache_default_is_under_the_home_cache(monkeypatch):
     assert projection.numba_cache_dir() == os.path.join("/home/someone", ".cache", "magma_teach", "numba")
     monkeypatch.setenv("MAGMA_TEACH_CACHE", "/data/cache")
     assert projection.numba_cache_dir() == os.path.join("/data/cache", "numba")
+
+
+def test_neighbour_stats_share_ties_instead_of_taking_the_first():
+    """All points at one place: every neighbour ties, so the shares are the base rates, not index luck."""
+    from magma_teach.projection import Embedding, neighbour_stats
+
+    n = 4  # two concepts × two points per modality, all at the same spot
+    emb = Embedding(z=np.ones((2 * n, 3)) / np.sqrt(3), concept=np.array([0, 0, 1, 1] * 2),
+                    modality=np.array(["source"] * n + ["target"] * n), index=np.arange(2 * n) % n,
+                    names=["a", "b"])
+    stats = neighbour_stats(emb, k=3)
+    assert stats["nearest source, same concept"] == pytest.approx(50.0)  # half the sources share it
+    assert stats["cross-modal neighbours"] == pytest.approx(100 * 4 / 7)  # 4 of the 7 others
+    assert stats["same-concept neighbours"] == pytest.approx(100 * 3 / 7)
+    assert stats["target only: same-concept neighbours"] == pytest.approx(100 / 3)
