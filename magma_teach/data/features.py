@@ -9,7 +9,10 @@ The paper's image encoder starts from an ImageNet ResNet-18. Where you have such
 The modality becomes ``kind="vector"`` with ``x`` of shape (N, D), so :func:`~magma_teach.encoders.encoder_for`
 builds a small MLP on it and everything else (tasks, Reptile, the protocol) is unchanged. Features are
 stored in ``<cache>/features/`` under a key made of the backbone's class, a hash of its weights and a hash
-of the input tensor: the same backbone on the same data is computed once, any change computes anew.
+of the input tensor, through the package's disk cache (:func:`~magma_teach.data.cache.cached`: one
+writer per file, a damaged file reported in one line and rebuilt): the same backbone on the same data
+is computed once, any change computes anew. The frozen ResNet-18 keeps batch-norm in its evaluation
+mode, so an image's features never depend on the other images of its batch.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from magma_teach.data.base import CrossModalDataset, Modality
-from magma_teach.data.cache import cache_root, load_payload, save_payload
+from magma_teach.data.cache import cache_root, cached
 from magma_teach.data.download import DownloadError
 from magma_teach.utils import progress as progress_bar
 
@@ -101,23 +104,22 @@ def extract_features(modality: Modality, backbone: nn.Module, batch_size: int = 
     their ``x`` is) and must return (B, D). The result is cached (see the module docstring); labels
     are kept, lengths become ones.
     """
-    key = f"{backbone_digest(backbone)}-{tensor_digest(modality.x, modality.lengths)[:16]}"
-    path = cache_root(cache_dir) / "features" / f"{key}.pt"
-    if path.exists():
-        try:
-            return _vector(load_payload(path), modality)
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
-            path.unlink()
-    backbone = backbone.to(device).eval()
-    chunks = []
-    for start in progress_bar(range(0, len(modality), batch_size), "features", show=progress):
-        out = backbone(modality.x[start:start + batch_size].to(device))
-        if out.dim() != 2:
-            raise ValueError(f"backbone must return (batch, features), got shape {tuple(out.shape)}")
-        chunks.append(out.float().cpu())
-    features = torch.cat(chunks)
-    save_payload(features, path)
-    return _vector(features, modality)
+    key = {"backbone": backbone_digest(backbone), "data": tensor_digest(modality.x, modality.lengths)}
+
+    def build() -> dict:
+        net = backbone.to(device).eval()
+        chunks = []
+        for start in progress_bar(range(0, len(modality), batch_size), "features", show=progress):
+            out = net(modality.x[start:start + batch_size].to(device))
+            if out.dim() != 2:
+                raise ValueError(f"backbone must return (batch, features), got shape {tuple(out.shape)}")
+            chunks.append(out.float().cpu())
+        return {"features": torch.cat(chunks)}
+
+    # The package's disk cache: one writer per file, a damaged file is reported in one line and rebuilt.
+    payload = cached("features", key, build, cache_root(cache_dir) / "features",
+                     validate=lambda p: _vector(p["features"], modality))
+    return _vector(payload["features"], modality)
 
 
 def _vector(features: torch.Tensor, like: Modality) -> Modality:
