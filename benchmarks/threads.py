@@ -33,7 +33,7 @@ HOG = "while True:\n    pass\n"  # one core, no memory traffic, no threads of it
 
 def run_once(experiment: str, preset: str, threads: str, out: Path, cache: Path) -> dict:
     """One timed child run; returns wall and CPU seconds and the result rows."""
-    env = {**os.environ, "MAGMA_TEACH_PROGRESS": "0"}
+    env = {**os.environ, "MAGMA_TEACH_PROGRESS": "0", "MAGMA_TEACH_MODEL_CACHE": "0"}  # train every time
     env.pop("MAGMA_TEACH_THREADS", None)  # --threads decides
     command = [sys.executable, "-m", "magma_teach", "run", experiment, "--preset", preset, "--threads", threads,
                "--out", str(out), "--cache-dir", str(cache), "--force"]

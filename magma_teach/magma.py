@@ -31,7 +31,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import trange
 
 from magma_teach.data.base import CrossModalDataset
-from magma_teach.data.cache import cached, code_fingerprint, data_fingerprint, tensors_fingerprint
+from magma_teach.data.cache import cached, code_fingerprint, data_fingerprint, models_cached, tensors_fingerprint
 from magma_teach.data.episodes import (ClassificationTask, alignable, sample_alignment_task,
                                        sample_classification_task, stack_tasks)
 from magma_teach.encoders import Classifier, encoder_for
@@ -318,7 +318,7 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
     discarded afterwards). Algorithm 1 itself then starts from this e_s. No target data is touched.
 
     Every approach of a table starts from the same e_s, so on a CPU the result is kept in the disk
-    cache under everything it depends on (the starting weights of e_s, the data, ``steps``, ``lr``,
+    cache (unless ``$MAGMA_TEACH_MODEL_CACHE`` is ``0``) under everything it depends on (the starting weights of e_s, the data, ``steps``, ``lr``,
     ``batch``, ``seed``, the code and torch's thread count): a second call with the same inputs loads it.
     """
     if steps <= 0:
@@ -331,7 +331,7 @@ def pretrain_source(model: CrossModalModel, data: CrossModalDataset, steps: int,
             _train_source(model, data, steps, lr, batch, seed)
         return {k: v.detach().cpu().clone() for k, v in model.source.state_dict().items()}
 
-    if data.source.x.device.type != "cpu":
+    if not models_cached(data.source.x.device):
         build()
         return
     key = {"source": tensors_fingerprint(start), "data": data_fingerprint(data), "steps": steps, "lr": lr,

@@ -323,6 +323,17 @@ def cached(name: str, config: dict, build_fn: Callable[[], dict],
         return save_payload(payload, path)
 
 
+# --- trained results: kept only where training is deterministic -------------------------------------
+
+MODEL_CACHE_ENV = "MAGMA_TEACH_MODEL_CACHE"
+
+
+def models_cached(device) -> bool:
+    """Whether trained weights (models, pre-trained encoders) go through the disk cache: on a CPU, where
+    training with a given key is deterministic, unless ``$MAGMA_TEACH_MODEL_CACHE`` is ``0``."""
+    return torch.device(device).type == "cpu" and os.environ.get(MODEL_CACHE_ENV, "1").strip() != "0"
+
+
 # --- fingerprints: keys for results computed from data and code ---------------------------------------
 
 def data_fingerprint(data: CrossModalDataset) -> str:

@@ -12,21 +12,16 @@ trains (one thread per job); on a GPU nothing is cached. ``MAGMA_TEACH_MODEL_CAC
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 
 from magma_teach.baselines import TrainedApproach, train_approach
 from magma_teach.data.base import CrossModalDataset
-from magma_teach.data.cache import cached, code_fingerprint, data_fingerprint
+from magma_teach.data.cache import MODEL_CACHE_ENV, cached, code_fingerprint, data_fingerprint, models_cached
 from magma_teach.magma import CrossModalModel, MagmaConfig
 
-ENV_VAR = "MAGMA_TEACH_MODEL_CACHE"
-
-
-def enabled(device: torch.device) -> bool:
-    """Caching is on for CPU training unless ``$MAGMA_TEACH_MODEL_CACHE`` is ``0``."""
-    return device.type == "cpu" and os.environ.get(ENV_VAR, "1").strip() != "0"
+ENV_VAR = MODEL_CACHE_ENV
+enabled = models_cached  # on for CPU training unless $MAGMA_TEACH_MODEL_CACHE is 0
 
 
 def train(name: str, data: CrossModalDataset, cfg: MagmaConfig, seed: int, progress: bool | None = None,
