@@ -6,6 +6,7 @@ import multiprocessing
 from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -116,14 +117,41 @@ def few_shot_rows(trained, data: CrossModalDataset, cfg: MagmaConfig, ctx: Conte
     meets the same evaluation draws, and mean ± std run over seeds × draws.
     """
     models = trained if isinstance(trained, list) else [trained]
-    results = pd.concat([run_protocol(finetune_predictor(t.model, cfg.finetune, scores=True), data.target, data.eval_tasks,
-                                      shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed,
-                                      label_noise=label_noise).assign(seed=s) for s, t in enumerate(models)])
-    first = models[0]
-    table = summarize(results)
-    return table.assign(approach=first.name, group=first.group, target_samples=first.target_samples,
-                        target_labels=first.target_labels)[
+    scores = [protocol_scores(t, data, cfg, shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed,
+                              label_noises=(label_noise,))[1][label_noise] for t in models]
+    return rows_of(models[0], scores)
+
+
+def protocol_scores(trained: TrainedApproach, data: CrossModalDataset, cfg: MagmaConfig, *, shots, repeats: int,
+                    seed: int, label_noises=(0.0,)) -> tuple[TrainedApproach, dict[float, pd.DataFrame]]:
+    """The protocol's raw scores of one trained model at each support-label noise rate: ``(trained,
+    {rate: rows})``. A ``score`` for :func:`train_all` (with :func:`functools.partial`), so that a
+    training process also evaluates what it trained."""
+    predict = finetune_predictor(trained.model, cfg.finetune, scores=True)
+    return trained, {rate: run_protocol(predict, data.target, data.eval_tasks, shots=shots, repeats=repeats,
+                                        seed=seed, label_noise=rate) for rate in label_noises}
+
+
+def rows_of(trained: TrainedApproach, scores: list[pd.DataFrame]) -> pd.DataFrame:
+    """One approach's table rows from its per-seed protocol scores (mean ± std over seeds × draws)."""
+    table = summarize(pd.concat([s.assign(seed=i) for i, s in enumerate(scores)]))
+    return table.assign(approach=trained.name, group=trained.group, target_samples=trained.target_samples,
+                        target_labels=trained.target_labels)[
         ["approach", "group", "shots", "mean", "std", "seeds", "repeats", "target_samples", "target_labels"]]
+
+
+def train_and_score(jobs: dict[str, tuple[str, MagmaConfig]], data: CrossModalDataset, ctx: Context,
+                    label_noises=(0.0,)) -> tuple[dict[str, list[TrainedApproach]], dict[float, pd.DataFrame]]:
+    """Train every job with every seed and score it with the protocol in the same process (in parallel on a
+    CPU): ``(label → models per seed, rate → table rows of all jobs)``."""
+    score = partial(protocol_scores, shots=ctx.preset.shots, repeats=ctx.preset.repeats, seed=ctx.seed,
+                    label_noises=tuple(label_noises))
+    done = train_all(jobs, data, ctx, score=score)
+    trained = {label: [t for t, _ in results] for label, results in done.items()}
+    rows = {rate: pd.concat([rows_of(trained[label][0], [scores[rate] for _, scores in results]).assign(approach=label)
+                             for label, results in done.items()], ignore_index=True)
+            for rate in label_noises}
+    return trained, rows
 
 
 def _train(name: str, data: CrossModalDataset, cfg: MagmaConfig, ctx: Context) -> TrainedApproach:
@@ -194,6 +222,5 @@ def _comparison(benchmark: str, first: str, ctx: Context):
     data = ctx.benchmark(benchmark)
     approaches = [first, *APPROACHES_AFTER_FIRST]
     cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in approaches}
-    trained = train_all({a: (a, cfgs[a]) for a in approaches}, data, ctx)
-    rows = pd.concat([few_shot_rows(trained[a], data, cfgs[a], ctx) for a in approaches], ignore_index=True)
-    return data, cfgs, trained, rows
+    trained, rows = train_and_score({a: (a, cfgs[a]) for a in approaches}, data, ctx)
+    return data, cfgs, trained, rows[0.0]

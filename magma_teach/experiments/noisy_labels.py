@@ -9,7 +9,7 @@ import torch
 
 from magma_teach.data.base import CrossModalDataset, Modality
 from magma_teach.evaluate import symmetric_noise
-from magma_teach.experiments.context import Context, few_shot_rows, train_seeds
+from magma_teach.experiments.context import Context, train_and_score
 from magma_teach.experiments.presets import magma_config
 
 
@@ -22,12 +22,14 @@ def noisy_labels(ctx: Context) -> tuple[pd.DataFrame, dict]:
     """
     data = ctx.benchmark("numbers")
     cfgs = {a: magma_config(ctx.preset, data, approach=a) for a in ("MAGMA", "Oracle")}
-    magma = train_seeds("MAGMA", data, cfgs["MAGMA"], ctx)
+    rates = tuple(ctx.preset.noise_rates)
+    _, magma = train_and_score({"MAGMA": ("MAGMA", cfgs["MAGMA"])}, data, ctx, label_noises=rates)
     rows = []
-    for rate in ctx.preset.noise_rates:
-        oracle = train_seeds("Oracle", _with_noisy_target_labels(data, rate, ctx.seed), cfgs["Oracle"], ctx)
-        for name, trained in (("MAGMA", magma), ("Oracle", oracle)):
-            rows.append(few_shot_rows(trained, data, cfgs[name], ctx, label_noise=rate).assign(noise=rate))
+    for rate in rates:
+        noisy = _with_noisy_target_labels(data, rate, ctx.seed)  # the Oracle trains on noisy target labels
+        _, oracle = train_and_score({"Oracle": ("Oracle", cfgs["Oracle"])}, noisy, ctx, label_noises=(rate,))
+        # scored on the clean evaluation tasks (noise on the support labels only): eval tasks are shared
+        rows += [magma[rate].assign(noise=rate), oracle[rate].assign(noise=rate)]
     return pd.concat(rows, ignore_index=True), {}
 
 
