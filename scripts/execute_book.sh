@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-execute every chapter notebook listed in _toc.yml, in place, with papermill (quick preset).
+# Re-execute every chapter notebook listed in _toc.yml, in place (quick preset), with
+# scripts/run_notebook.py: papermill injects the parameters, nbclient runs the cells.
 #
 #   scripts/execute_book.sh                  # all chapters
 #   scripts/execute_book.sh book/01_theory   # only the chapters named (as written in _toc.yml)
@@ -58,7 +59,7 @@ fi
 total_start=$(date +%s.%N)
 for nb in "${chapters[@]}"; do
     start=$(date +%s.%N)
-    "$PYTHON" -m papermill "$nb" "$nb" --cwd book -k "$KERNEL" --no-progress-bar --log-level WARNING ${params[@]+"${params[@]}"}
+    "$PYTHON" scripts/run_notebook.py "$nb" "$nb" -k "$KERNEL" ${params[@]+"${params[@]}"}
     end=$(date +%s.%N)
     awk -v n="$nb" -v a="$start" -v b="$end" 'BEGIN { printf "%-40s %6.1f s\n", n, b - a }'
 done

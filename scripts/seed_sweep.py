@@ -1,18 +1,19 @@
 """Execute chapters with other values of ``SEED`` and report which ones still run and keep their claims.
 
 A reader who sets ``SEED = 1`` in a chapter's parameters cell must get a chapter that runs and whose
-asserted claims still hold (issue 10). This script does that with papermill for every chapter of
+asserted claims still hold (issue 10). This script executes every chapter of
 ``_toc.yml`` (or those named) and every seed asked for, writing the executed copies to a scratch folder,
 never over the book's own notebooks::
 
     python scripts/seed_sweep.py                          # every chapter, SEED = 1 and 2
     python scripts/seed_sweep.py --seeds 1 --out /tmp/sweep book/05_image_audio book/07_retrieval
 
-It prints one row per chapter and seed: ``ok``, or the first failing cell with its error (an
+Each run goes through ``scripts/run_notebook.py`` (papermill injects ``SEED``, nbclient executes). It
+prints one row per chapter and seed: ``ok``, or the first failing cell with its error (an
 ``AssertionError`` there is a claim that did not hold), and the seconds taken; the exit status is 1 when
-any run failed. Trained models go through the package's disk cache, so a chapter that trains with seeds
-``SEED, SEED + 1, …`` reuses the models of an earlier run for the seeds they share. It takes about as
-long as executing the book once or twice (quick preset): run it outside CI.
+any run failed. ``SEED`` also draws the benchmark, so every value of it trains its own models (the disk
+cache then keeps them for the next sweep): a sweep takes about as long as executing the book once per
+seed, and the ablation chapter alone most of an hour on 2 cores. Run it outside CI.
 """
 
 from __future__ import annotations
@@ -25,21 +26,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import papermill
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_notebook import NotebookFailed, execute  # noqa: E402
 from sync_notebooks import ROOT, chapter_notebooks  # noqa: E402
-
-
-def first_error(executed: Path) -> str:
-    """``"cell N: Name: message"`` of the first cell of ``executed`` whose output is an error."""
-    import nbformat
-
-    for index, cell in enumerate(nbformat.read(executed, as_version=4).cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return f"cell {index}: {output['ename']}: {output['evalue'][:120]}"
-    return "failed before any cell ran"
 
 
 def sweep(chapters: list[Path], seeds: list[int], out: Path) -> pd.DataFrame:
@@ -50,11 +40,10 @@ def sweep(chapters: list[Path], seeds: list[int], out: Path) -> pd.DataFrame:
             target = out / f"{path.stem}_seed{seed}.ipynb"
             start = time.perf_counter()
             try:
-                papermill.execute_notebook(str(path), str(target), parameters={"SEED": seed},
-                                           cwd=str(path.parent), progress_bar=False)
+                execute(path, target, {"SEED": seed})
                 outcome = "ok"
-            except papermill.PapermillExecutionError:
-                outcome = first_error(target)
+            except NotebookFailed as failure:
+                outcome = str(failure).split(": ", 1)[1]  # "cell N raised Name: message"
             seconds = time.perf_counter() - start
             rows.append({"chapter": path.stem, "SEED": seed, "outcome": outcome, "seconds": round(seconds)})
             print(f"{path.stem:36s} SEED={seed}  {outcome}  ({seconds:.0f} s)", file=sys.stderr, flush=True)
