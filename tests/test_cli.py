@@ -288,7 +288,11 @@ def test_ctrl_c_exits_130_in_one_line_and_leaves_no_partial_file(tmp_path):
     env = {**os.environ, "MAGMA_TEACH_PROGRESS": "1"}
     child = subprocess.Popen([sys.executable, "-m", "magma_teach", "run", "image-audio", "--preset", "tiny",
                               "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                             # Ctrl-C as a terminal delivers it: when pytest itself runs in the
+                             # background (`cmd &`, nohup), SIGINT is ignored and a child would
+                             # inherit that, and Python keeps an ignored SIGINT ignored.
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         seen = _read_until(child.stderr, "load or generate… ", 120)  # the data is being generated now
         assert "load or generate" in seen, seen
