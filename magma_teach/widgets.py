@@ -29,6 +29,20 @@ def require_ipywidgets():
     return ipywidgets
 
 
+def _short_text_box(widgets):
+    """A VBox class whose text form is one short line.
+
+    A notebook stores a widget's text form beside it (and shows it where widgets cannot run); the
+    default one spells out every child with all its settings, a single line of 100+ characters.
+    """
+
+    class ExplorerBox(widgets.VBox):
+        def __repr__(self):
+            return "umap_explorer: concept picker, model toggle and UMAP picture"
+
+    return ExplorerBox
+
+
 class UmapExplorer:
     """The widget of :func:`umap_explorer`; display it (last line of a cell) or its ``ui``.
 
@@ -65,8 +79,9 @@ class UmapExplorer:
         self.state.observe(self._changed, names="value")
         hint = widgets.HTML("<small>Ctrl/Cmd-click to pick several concepts (at most "
                             f"{max_concepts}). ● source, ✕ target.</small>")
-        self.ui = widgets.VBox([widgets.HBox([self.concepts, widgets.VBox([self.state, hint, self.status])]),
-                                self.output])
+        self.ui = _short_text_box(widgets)([widgets.HBox([self.concepts, widgets.VBox([self.state, hint,
+                                                                                       self.status])]),
+                                             self.output])
         self._changed()
 
     def _changed(self, change=None):

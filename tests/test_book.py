@@ -111,10 +111,7 @@ INSTALL_MARKER = "# Colab, or wherever magma_teach is missing: install it (keeps
 
 def _shown_text(cell):
     """(what, text) of every text output the book shows as text: streams, and text/plain of
-    displays that carry no HTML or image (those are shown instead of the text). Nothing of a cell
-    whose outputs the book removes (``remove-output``, ``remove-cell``)."""
-    if {"remove-output", "remove-cell"} & set(cell.metadata.get("tags", [])):
-        return
+    displays that carry no HTML or image (those are shown instead of the text)."""
     for output in cell.get("outputs", []):
         if output.output_type == "stream":
             yield output.name, output.text

@@ -223,6 +223,8 @@ def test_widget_builds_and_redraws_without_display(world, model):
     plt.close(fig)
     explorer.concepts.value = (offered[0],)
     assert explorer.redraw() is None and "at least two" in explorer.status.value
+    # what a notebook stores as the widget's text fits the page (88 characters)
+    assert len(repr(explorer.ui)) <= 88 and "\n" not in repr(explorer.ui)
     with pytest.raises(ValueError, match="not offered"):
         umap_explorer({"m": model}, world, selected=[world.splits["meta_train"][0]], method="pca")
 
