@@ -17,31 +17,19 @@ PYTHON="${PYTHON:-python3}"
 KERNEL="${KERNEL:-python3}"
 export CI=1
 
-# The notebook entries of _toc.yml ("file: book/x" where book/x.ipynb exists), in book order.
+# The notebook chapters of _toc.yml in book order (scripts/sync_notebooks.py reads the toc), as
+# book/x.ipynb, only those named on the command line when any are.
 mapfile -t chapters < <("$PYTHON" - "$@" <<'PY'
-import pathlib
 import sys
 
-import yaml
+sys.path.insert(0, "scripts")
+from sync_notebooks import ROOT, chapter_notebooks
 
-def files(node):
-    if isinstance(node, dict):
-        if "file" in node:
-            yield node["file"]
-        for key in ("chapters", "sections", "parts"):
-            for child in node.get(key, []):
-                yield from files(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from files(child)
-
-toc = yaml.safe_load(pathlib.Path("_toc.yml").read_text())
-listed = [toc["root"], *files(toc)]
-wanted = [a.removesuffix(".ipynb") for a in sys.argv[1:]]
-for entry in listed:
-    stem = entry.removesuffix(".ipynb")
-    if pathlib.Path(stem + ".ipynb").is_file() and (not wanted or stem in wanted):
-        print(stem + ".ipynb")
+wanted = {a.removesuffix(".ipynb") for a in sys.argv[1:]}
+for path in chapter_notebooks():
+    relative = path.relative_to(ROOT)
+    if not wanted or str(relative.with_suffix("")) in wanted:
+        print(relative)
 PY
 )
 
