@@ -64,13 +64,18 @@ def test_equal_budget_gives_every_rule_the_same_inner_steps_and_validations(meta
     assert cfg.iterations // cfg.validate_every == 4
 
 
-def test_the_tables_budget_matches_the_ablations_for_every_meta_batch():
+@pytest.mark.parametrize("name", ["tiny", "quick", "full"])
+def test_the_tables_give_every_approach_one_budget_and_the_ablation_screens_within_it(name):
     data = load("numbers", preset="quick", seed=0)
-    preset = PRESETS["quick"]
+    preset = PRESETS[name]
+    table_budget = preset.iterations * preset.meta_batch * preset.inner_steps
     for approach in ("MAGMA", "Align + Meta Classify", "Oracle"):
         cfg = magma_config(preset, data, approach=approach)
-        assert cfg.iterations * cfg.meta_batch * cfg.align_inner.steps == preset.ablation_steps
-        assert cfg.iterations // cfg.validate_every == preset.ablation_validations
+        assert cfg.iterations * cfg.meta_batch * cfg.align_inner.steps == table_budget
+        assert cfg.iterations // cfg.validate_every == preset.iterations // preset.validate_every
+    assert preset.ablation_steps <= table_budget
+    if name != "full":  # quick and tiny: the ablation picks MAGMA's rule at the budget the tables train with
+        assert preset.ablation_steps == table_budget
 
 
 def test_selection_averages_shots_and_splits_per_seed_and_calls_ties():
@@ -101,3 +106,31 @@ def test_update_rule_names_are_checked():
     with pytest.raises(ValueError, match="update rule must be one of"):
         update_rule("MAML", BASE)
     assert update_rule(LITERAL, BASE) == {} and INSTANCE["weak"] is False
+
+
+@pytest.mark.parametrize("preset", ["tiny", "quick"])
+def test_languages_width_changes_only_the_step_width_and_keeps_each_rules_examples(preset):
+    from magma_teach.experiments.ablation import _widths, alignment_shape
+
+    data = load("languages", preset=PRESETS[preset].data, seed=0, **PRESETS[preset].data_overrides.get("languages", {}))
+    n_train = len(data.splits["meta_train"])
+    for approach in ("MAGMA", "Align + Meta Classify"):
+        table4 = magma_config(PRESETS[preset], data, approach=approach)
+        before = alignment_shape(table4, approach, n_train)
+        narrow, wide = _widths(table4, approach, n_train)
+        widths = [alignment_shape(c, approach, n_train)["languages a step"] for c in (narrow, wide)]
+        assert widths == [5, n_train]
+        for cfg in (narrow, wide):
+            shape = alignment_shape(cfg, approach, n_train)
+            examples = shape["languages a step"] * shape["alignment steps"]
+            # the same alignment examples as Table 4, to the rounding of one iteration
+            per_iteration = examples / cfg.iterations
+            assert abs(examples - before["languages a step"] * before["alignment steps"]) <= per_iteration / 2
+            # nothing else moves: rates, pairing, update rule
+            assert (cfg.align_inner, cfg.align_outer, cfg.weak, cfg.groups, cfg.finetune) == \
+                (table4.align_inner, table4.align_outer, table4.weak, table4.groups, table4.finetune)
+    # plain alignment's wide cell is Table 4's run itself (its batch already holds every meta-train language)
+    amc = magma_config(PRESETS[preset], data, approach="Align + Meta Classify")
+    if min(amc.align_way * amc.meta_batch, n_train) == n_train:
+        wide = _widths(amc, "Align + Meta Classify", n_train)[1]
+        assert (wide.iterations, wide.meta_batch) == (amc.iterations, amc.meta_batch)

@@ -168,3 +168,59 @@ def languages_pairing(ctx: Context) -> tuple[pd.DataFrame, dict]:
     runs = pd.DataFrame([{"split": "random", "variant": name, "seed": seed, **result}
                          for name, per_seed in scores.items() for seed, result in zip(ctx.seeds, per_seed)])
     return summarize_seeds(runs), {"runs": runs}
+
+
+NARROW, WIDE = "5 languages a step", "every meta-train language a step"
+
+
+def languages_width(ctx: Context) -> tuple[pd.DataFrame, dict]:
+    """Why MAGMA trails plain alignment on ``languages``: the update rule, or how many languages one
+    alignment step contrasts?
+
+    Table 4's MAGMA and Align + Meta Classify configs (tuned rates included) differ in two things. MAGMA's
+    rule takes one task of ``align_way`` = 5 languages per step, carried Adam with β₁ = 0 and θ ← θ̃; plain
+    alignment takes one persistent Adam (β₁ = 0.9) on batches of ``align_way × meta_batch`` languages,
+    capped by the meta-train split (every meta-train language when it has fewer than 40). This 2 × 2
+    crosses the two: each rule at either width, and each cell sees as many alignment examples as its rule
+    sees in Table 4 (a wider step means fewer steps). Scored like :func:`ablation`, on validation languages.
+    """
+    data = ctx.benchmark("languages")
+    n_train = len(data.splits["meta_train"])
+    jobs, shape = {}, {}
+    for approach, rule in (("MAGMA", "MAGMA's rule"), ("Align + Meta Classify", "plain alignment")):
+        table4 = magma_config(ctx.preset, data, approach=approach)
+        for width, cfg in zip((NARROW, WIDE), _widths(table4, approach, n_train)):
+            jobs[f"{rule}, {width}"] = (approach, cfg)
+            shape[f"{rule}, {width}"] = {"rule": rule, "width": width, **alignment_shape(cfg, approach, n_train)}
+    scores = train_all(jobs, data, ctx, score=_validation_score)
+    runs = pd.DataFrame([{"split": "random", "variant": name, "seed": seed, **shape[name], **result}
+                         for name, per_seed in scores.items() for seed, result in zip(ctx.seeds, per_seed)])
+    table = summarize_seeds(runs.drop(columns=["rule", "width", "languages a step", "alignment steps"]))
+    return table.merge(pd.DataFrame.from_dict(shape, orient="index").rename_axis("variant").reset_index(),
+                       on="variant"), {"runs": runs}
+
+
+def alignment_shape(cfg: MagmaConfig, approach: str, n_train: int) -> dict:
+    """Languages (groups) one alignment step contrasts, and how many steps a run takes."""
+    if approach == "MAGMA":  # T tasks of align_way groups, each adapted on its own
+        return {"languages a step": min(cfg.align_way, n_train),
+                "alignment steps": cfg.iterations * cfg.meta_batch * cfg.align_inner.steps}
+    return {"languages a step": min(cfg.align_way * cfg.meta_batch, n_train),  # PlainAlignment's one batch
+            "alignment steps": cfg.iterations * cfg.align_inner.steps}
+
+
+def _widths(table4: MagmaConfig, approach: str, n_train: int) -> tuple[MagmaConfig, MagmaConfig]:
+    """``(narrow, wide)`` versions of a Table 4 config with its number of alignment examples kept."""
+    now = alignment_shape(table4, approach, n_train)
+    examples = now["languages a step"] * now["alignment steps"]
+    validations = max(1, table4.iterations // table4.validate_every)
+    if approach == "MAGMA":  # one task a step: its width is align_way
+        narrow, wide = replace(table4, align_way=5), replace(table4, align_way=n_train)
+    else:  # one batch a step of align_way × meta_batch languages (meta_batch is also φ's T: kept where it can be)
+        narrow, wide = replace(table4, align_way=5, meta_batch=1), replace(table4, align_way=n_train)
+    out = []
+    for cfg in (narrow, wide):
+        per_iteration = alignment_shape(replace(cfg, iterations=1), approach, n_train)
+        iterations = max(1, round(examples / (per_iteration["languages a step"] * per_iteration["alignment steps"])))
+        out.append(replace(cfg, iterations=iterations, validate_every=max(1, iterations // validations)))
+    return out[0], out[1]
