@@ -82,6 +82,27 @@ def test_tradeoff_and_strong_weak(results):
                                             "MAGMA (decade clusters, eq. 4)"}
 
 
+def test_split_zero_of_text_speech_splits_is_table_4s_own_run(results):
+    splits = results[0]["text-speech-splits"].rows
+    table4 = results[0]["text-speech"].rows
+    assert set(splits["split"]) == set(range(len(results[0]["text-speech-splits"].seeds)))
+    for approach in ("MAGMA", "Align + Meta Classify"):
+        own = (splits["split"] == 0) & (splits["approach"] == approach) & (splits["finetuning"] == approach)
+        theirs = table4[table4["approach"] == approach].set_index("shots")
+        pd.testing.assert_series_equal(splits[own].set_index("shots")["mean"], theirs["mean"])
+        # and scored a second time with the other approach's fine-tuning
+        assert set(splits.loc[splits["approach"] == approach, "finetuning"]) == {"MAGMA", "Align + Meta Classify"}
+    assert set(results[0]["text-speech-splits"].extras["meta_test_languages"]) == set(splits["split"])
+
+
+def test_width_languages_crosses_rule_and_width(results):
+    rows = results[0]["width-languages"].rows
+    assert list(rows["variant"]) == [f"{r}, {w}" for r in ("MAGMA's rule", "plain alignment")
+                                     for w in ("5 languages a step", "every meta-train language a step")]
+    assert _finite(rows, ["val acc 1-shot (%)", "val acc 5-shot (%)", "val median rank", "val cosine loss"])
+    assert (rows["seeds"] == 1).all()
+
+
 def test_json_round_trip(results):
     by_name, out = results
     for result in by_name.values():

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from magma_teach.experiments.ablation import ablation, languages_pairing
+from magma_teach.experiments.ablation import ablation, languages_pairing, languages_width
 from magma_teach.experiments.ablation import check_settings as ablation_settings
 from magma_teach.experiments.context import Context
-from magma_teach.experiments.few_shot import image_audio, text_image, text_speech
+from magma_teach.experiments.few_shot import image_audio, text_image, text_speech, text_speech_splits
 from magma_teach.experiments.noisy_labels import noisy_labels
 from magma_teach.experiments.presets import PRESETS
 from magma_teach.experiments.results import (
@@ -81,6 +81,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "image-audio": Experiment(image_audio, "Table 2: image -> audio on numbers, every approach, 1/5/10-shot"),
     "text-speech": Experiment(text_speech, "Table 4 + Table 5: text -> speech language ID on languages",
                               benchmark="languages"),
+    "text-speech-splits": Experiment(text_speech_splits, "MAGMA vs Align + Meta Classify on the meta-test "
+                                     "languages of several splits (data seeds)", benchmark="languages",
+                                     data=("offline",)),
     "retrieval": Experiment(retrieval, "Table 3: speech -> image retrieval (R@k, median rank, cosine loss) + gallery",
                             needs_pairs=True),
     "noisy-labels": Experiment(noisy_labels, "Figure 3: MAGMA vs Oracle under symmetric target-label noise"),
@@ -92,6 +95,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                            benchmark="numbers", data=("offline",), needs_pairs=True, check=ablation_settings),
     "pairing-languages": Experiment(languages_pairing, "Instance pairs vs language groups on validation languages",
                                     benchmark="languages", data=("offline",), needs_pairs=True),
+    "width-languages": Experiment(languages_width, "MAGMA's rule vs plain alignment at 5 or all languages a "
+                                  "step, on validation languages", benchmark="languages", data=("offline",)),
     "text-image": Experiment(text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)",
                              benchmark="recipes", data=("full",)),
 }
