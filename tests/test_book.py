@@ -151,8 +151,8 @@ def test_chapter_opens_with_front_matter(relative):
     opening = _read(relative).cells[0].source
     for part in ("Prerequisites", "You will learn", "Time."):
         assert part in opening, f"{relative}: the first cell has no {part!r}"
-    assert re.search(r"runs in about \d+ s", opening), (
-        f"{relative}: give the measured run time ('runs in about N s', from scripts/execute_book.sh)")
+    assert re.search(r"ran in \d+ s in one pass of the book", opening), (
+        f"{relative}: give the measured run time ('ran in N s in one pass of the book', from benchmarks/book_time.py)")
 
 
 @pytest.mark.parametrize("relative", FRONT_MATTER_CHECKED)
