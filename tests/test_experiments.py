@@ -65,6 +65,13 @@ def test_retrieval_table(results):
     assert (rows["R@1"] <= rows["R@5"]).all() and (rows["R@5"] <= rows["R@10"]).all()
     gallery = results[0]["retrieval"].extras["gallery"]
     assert all(len(top) == 5 for top in gallery["top_sources"])
+    controls = results[0]["retrieval"].extras["controls"]  # each trained start: the other's loop, or none
+    assert list(controls["experiment"]) == ["Align, MAGMA's loop", "Align, not adapted",
+                                            "MAGMA, Align's loop", "MAGMA, not adapted"]
+    assert list(controls.columns) == list(rows.columns) and _finite(controls, ["R@1", "rank", "cos"])
+    own, control = rows.set_index("experiment"), controls.set_index("experiment")
+    for start in ("Align", "MAGMA"):
+        assert control.loc[f"{start}, not adapted", "cos"] != own.loc[start, "cos"]  # adaptation moved it
 
 
 def test_noisy_labels_rows(results):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from magma_teach.baselines import PlainAlignment
 from magma_teach.data.base import Modality
 from magma_teach.data.episodes import sample_alignment_task, stack_tasks
 from magma_teach.evaluate import concept_recall_at_1, cosine_alignment_loss, retrieval_metrics
@@ -29,29 +31,39 @@ def retrieval(ctx: Context) -> tuple[pd.DataFrame, dict]:
     encoder and a random target encoder), Align (the encoders of Align + Meta Classify: plain
     contrastive alignment) and MAGMA (meta-alignment with its chosen rule) — the same models the
     few-shot table trains, so they come from the disk cache when that table ran first. Each start is
-    adapted on K pairs of every meta-test number with its own alignment inner loop
+    adapted on K pairs of every meta-test number with the alignment loop it was trained with
     (:func:`_adapt_alignment`), then each held-out utterance queries a gallery of the held-out images
     (10 per number). The true match is the image paired with the utterance, so retrieving another
     image of the same number counts as a miss, as in the paper; ``concept R@1`` reports the looser hit
     rate. Rows are mean and std over training seeds; ``extras["runs"]`` holds every seed.
+    ``extras["controls"]`` (same columns) holds Align and MAGMA adapted with each other's loop and not
+    adapted at all, which tells what the start brings from what the adaptation does to it.
     """
     data = ctx.benchmark("numbers", needs_pairs=True)
     cfgs = {name: magma_config(ctx.preset, data, approach=approach) for name, approach in STARTS.items()}
     cfgs["No align"] = magma_config(ctx.preset, data, approach="Align + Meta Classify")
     trained = train_all({name: (STARTS[name], cfgs[name]) for name in STARTS}, data, ctx)
-    runs, gallery = [], None
+    runs, controls, gallery = [], [], None
     for i, seed in enumerate(ctx.seeds):
         starts = {"No align": _no_alignment(data, cfgs["No align"], seed),
                   **{name: trained[name][i].model for name in STARTS}}
         for k in ctx.preset.retrieval_k:
             adapt, held_out = _retrieval_split(data, k, ctx.seed)
             for name, model in starts.items():
-                metrics, sim = _retrieve(_adapt_alignment(model, data, adapt, cfgs[name]), data, held_out)
+                adapted = _adapt_alignment(model, data, adapt, cfgs[name], meta=name == "MAGMA")
+                metrics, sim = _retrieve(adapted, data, held_out)
                 runs.append({"K": k, "experiment": name, "seed": seed, **metrics})
                 if name == "MAGMA" and k == max(ctx.preset.retrieval_k) and i == 0:
                     gallery = _gallery(data, held_out, sim)
+                if name in STARTS:  # controls: the same trained start adapted with the other's loop, or not
+                    other = next(o for o in STARTS if o != name)
+                    for label, start in ((f"{name}, {other}'s loop",
+                                          _adapt_alignment(model, data, adapt, cfgs[other], meta=other == "MAGMA")),
+                                         (f"{name}, not adapted", model)):
+                        controls.append({"K": k, "experiment": label, "seed": seed,
+                                         **_retrieve(start, data, held_out)[0]})
     runs = pd.DataFrame(runs)
-    return _over_seeds(runs), {"gallery": gallery, "runs": runs}
+    return _over_seeds(runs), {"gallery": gallery, "runs": runs, "controls": _over_seeds(pd.DataFrame(controls))}
 
 
 def _no_alignment(data, cfg, seed) -> CrossModalModel:
@@ -82,30 +94,36 @@ def _retrieval_split(data, k, seed, held: int = 10):
     return torch.cat(adapt), torch.cat(held_out)
 
 
-def _adapt_alignment(model, data, pairs, cfg):
-    """A copy of ``model`` whose encoders adapted to the K ``pairs`` of each meta-test number.
+def _adapt_alignment(model, data, pairs, cfg, meta: bool):
+    """A copy of ``model`` whose encoders adapted to the K ``pairs`` of each meta-test number, with the
+    alignment loop the start was trained with, from a fresh optimizer state, on the K pairs only.
 
-    The adaptation is the alignment inner loop of the start's own config — ``cfg.align_inner`` (its
-    optimizer, learning rate and number of steps, from a fresh optimizer state) — on alignment tasks of
-    the same shape and pairing as meta-training's, drawn from the K pairs only, a fresh batch at each
-    step. For MAGMA that is the loop meta-alignment prepared the encoders for.
+    ``meta=True`` (MAGMA): its inner loop ``cfg.align_inner`` (optimizer, betas, learning rate, steps) on
+    alignment tasks of ``align_way`` numbers, a fresh task at each step. ``meta=False`` (Align, and No
+    align, which starts from Align's config): one iteration of :class:`~magma_teach.baselines.PlainAlignment`,
+    the loop that trained plain alignment — ``torch.optim.Adam`` with its default betas at
+    ``cfg.align_inner.lr`` for ``cfg.align_inner.steps`` steps, each on one batch of as many numbers as a
+    meta-batch of tasks holds (at most all meta-test numbers). Adapting a start with another approach's
+    loop would score the loop, not the start.
     """
-    import copy
-
-    view = alignment_view(_only(data, pairs), cfg)
+    only = _only(data, pairs)
     concepts = data.splits["meta_test"]
     k = int(torch.bincount(data.source.labels[pairs[:, 0]]).max())
+    cfg = replace(cfg, pairs_per_concept=min(cfg.pairs_per_concept, k))
     g = torch.Generator().manual_seed(0)
+    adapted = copy.deepcopy(model)
+    if not meta:
+        PlainAlignment(adapted, only, cfg)(adapted, only, concepts, cfg, None, g)
+        return adapted
+    view = alignment_view(only, cfg)
     n_way = min(cfg.align_way or cfg.n_way, len(concepts))
     if cfg.weak:
         n_way = min(n_way, int(torch.unique(view.clusters[torch.as_tensor(concepts)]).numel()))
     inner = replace(cfg.align_inner, carry_state=False)
-    steps = stack_tasks([sample_alignment_task(view, concepts, n_way, min(cfg.pairs_per_concept, k), g,
-                                               weak=cfg.weak) for _ in range(inner.steps)])
-    params = model.parts("source", "target")
-    fast = batched_adapt(alignment_loss(model, cfg.temperature, cfg.weak), params, stack_tasks([steps]), inner,
-                         per_step=True)
-    adapted = copy.deepcopy(model)
+    steps = stack_tasks([sample_alignment_task(view, concepts, n_way, cfg.pairs_per_concept, g, weak=cfg.weak)
+                         for _ in range(inner.steps)])
+    fast = batched_adapt(alignment_loss(model, cfg.temperature, cfg.weak), model.parts("source", "target"),
+                         stack_tasks([steps]), inner, per_step=True)
     with torch.no_grad():
         for key, p in adapted.parts("source", "target").items():
             p.copy_(fast[key][0])
