@@ -49,16 +49,18 @@ def retrieval(ctx: Context) -> tuple[pd.DataFrame, dict]:
                   **{name: trained[name][i].model for name in STARTS}}
         for k in ctx.preset.retrieval_k:
             adapt, held_out = _retrieval_split(data, k, ctx.seed)
+
+            def adapted_with(loop, model):  # the alignment loop that trained start ``loop``
+                return _adapt_alignment(model, data, adapt, cfgs[loop], meta=loop == "MAGMA")
+
             for name, model in starts.items():
-                adapted = _adapt_alignment(model, data, adapt, cfgs[name], meta=name == "MAGMA")
-                metrics, sim = _retrieve(adapted, data, held_out)
+                metrics, sim = _retrieve(adapted_with(name, model), data, held_out)
                 runs.append({"K": k, "experiment": name, "seed": seed, **metrics})
                 if name == "MAGMA" and k == max(ctx.preset.retrieval_k) and i == 0:
                     gallery = _gallery(data, held_out, sim)
                 if name in STARTS:  # controls: the same trained start adapted with the other's loop, or not
                     other = next(o for o in STARTS if o != name)
-                    for label, start in ((f"{name}, {other}'s loop",
-                                          _adapt_alignment(model, data, adapt, cfgs[other], meta=other == "MAGMA")),
+                    for label, start in ((f"{name}, {other}'s loop", adapted_with(other, model)),
                                          (f"{name}, not adapted", model)):
                         controls.append({"K": k, "experiment": label, "seed": seed,
                                          **_retrieve(start, data, held_out)[0]})
