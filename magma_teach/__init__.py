@@ -12,7 +12,15 @@ order data flows through them:
     evaluate    → the few-shot protocol, retrieval metrics, label noise
 """
 
-from magma_teach.utils import check_positive, check_range, pick_device, seed_everything
-
 __version__ = "0.1.0"
 __all__ = ["seed_everything", "pick_device", "check_positive", "check_range", "__version__"]
+
+
+def __getattr__(name: str):
+    """The helpers of :mod:`magma_teach.utils`, imported on first use (PEP 562): importing the package
+    stays free of torch, so ``python -m magma_teach`` handles a Ctrl-C from its first moment."""
+    if name in __all__:
+        from magma_teach import utils
+
+        return getattr(utils, name)
+    raise AttributeError(f"module 'magma_teach' has no attribute '{name}'")

@@ -3,14 +3,22 @@
 Exit codes: 0 done; 1 a download failed (no network, wrong checksum, unsafe archive) or the disk
 refused a write; 2 a bad argument or setting, found before any work, in one line naming it (never a
 traceback); 130 interrupted by Ctrl-C (results and cache files are written whole or not at all).
+
+:func:`main` returns the code; :func:`run`, the process entry of ``python -m magma_teach`` and the
+``magma-teach`` script, exits with it, except after Ctrl-C: then, once its one-line message is written,
+the process ends by SIGINT, as an interrupted Unix program should. A shell reports that as 130 too, and
+a calling shell loop stops instead of going on to its next command.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import signal
 import sys
+from typing import NoReturn
 
 PROG = "python -m magma_teach"
 DESCRIPTION = "Build or download the benchmarks, and run the experiments of the MAGMA paper."
@@ -271,6 +279,30 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
             return 1
         raise
+
+
+def run(argv: list[str] | None = None) -> NoReturn:
+    """Run :func:`main` and end the process with its code; after Ctrl-C (130), end it by SIGINT (POSIX).
+
+    The SIGINT comes last, after every other exit handler (it is registered before :func:`main` imports
+    anything that registers one). Ending by the signal, not ``exit(130)``, also makes the status one and
+    the same wherever the Ctrl-C landed: under ``python -m``, CPython 3.11-3.12 turn some ``exit(130)``
+    into a SIGINT death, because a KeyboardInterrupt that passed through code run by string ``exec`` (a
+    dataclass being built during an import) sets a flag that ``Py_RunMain`` checks at exit, while the
+    next string ``exec`` (an exit handler's, say) clears it again.
+    """
+    outcome = {}
+    atexit.register(_end_by_sigint_if_interrupted, outcome)
+    outcome["code"] = main(argv)
+    sys.exit(outcome["code"])
+
+
+def _end_by_sigint_if_interrupted(outcome: dict) -> None:
+    if outcome.get("code") == 130 and os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _one_line(err: Exception) -> str:

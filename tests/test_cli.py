@@ -283,32 +283,81 @@ def _read_until(stream, needle: str, seconds: float) -> str:
     return text
 
 
+def _interrupted(child) -> str:
+    """What an interrupted child wrote on stderr, once it is checked to have ended by SIGINT after one line
+    (a shell reports that as 130) and with no traceback."""
+    _, err = child.communicate(timeout=60)
+    err = err.decode()
+    assert child.returncode == -signal.SIGINT, (child.returncode, err)
+    assert "Traceback" not in err, err
+    assert re.fullmatch(r"python -m magma_teach( run)?: interrupted \(Ctrl-C\).*", err.strip().splitlines()[-1]), err
+    return err
+
+
+def _start(command: list[str], cwd=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "MAGMA_TEACH_PROGRESS": "1"}, cwd=cwd,
+                            # Ctrl-C as a terminal delivers it: when pytest itself runs in the
+                            # background (`cmd &`, nohup), SIGINT is ignored and a child would
+                            # inherit that, and Python keeps an ignored SIGINT ignored.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _image_audio(tmp_path) -> list[str]:
+    return ["magma_teach", "run", "image-audio", "--preset", "tiny",
+            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-def test_ctrl_c_exits_130_in_one_line_and_leaves_no_partial_file(tmp_path):
-    env = {**os.environ, "MAGMA_TEACH_PROGRESS": "1"}
-    child = subprocess.Popen([sys.executable, "-m", "magma_teach", "run", "image-audio", "--preset", "tiny",
-                              "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                             # Ctrl-C as a terminal delivers it: when pytest itself runs in the
-                             # background (`cmd &`, nohup), SIGINT is ignored and a child would
-                             # inherit that, and Python keeps an ignored SIGINT ignored.
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def test_ctrl_c_ends_by_sigint_in_one_line_and_leaves_no_partial_file(tmp_path):
+    child = _start(_image_audio(tmp_path))
     try:
         seen = _read_until(child.stderr, "load or generate… ", 120)  # the data is being generated now
         assert "load or generate" in seen, seen
         time.sleep(0.5)
         child.send_signal(signal.SIGINT)
-        _, rest = child.communicate(timeout=60)
+        _interrupted(child)
     finally:
         child.kill()
-    err = seen + rest.decode()
-    assert child.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("python -m magma_teach run: interrupted")
     assert not (tmp_path / "out").exists()
     for path in (tmp_path / "cache").rglob("*"):  # only whole cache files (or none), never a temporary one
         assert not path.name.endswith(".tmp"), path
         if path.suffix == ".pt":
             torch.load(path, weights_only=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+@pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
+def test_ctrl_c_while_starting_up_is_one_line_too(tmp_path, delay):
+    """From the first moment: the package imports no torch, and the imports inside a run are covered."""
+    child = _start(_image_audio(tmp_path))
+    try:
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _interrupted(child)
+    finally:
+        child.kill()
+
+
+def test_importing_the_package_imports_no_torch():
+    """So that ``python -m magma_teach`` (which imports the package first) is in its own code, and
+    handles Ctrl-C, from its first moment."""
+    code = "import sys, magma_teach; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.parametrize("where", ["raise KeyboardInterrupt", "exec('raise KeyboardInterrupt')"])
+def test_the_way_an_interrupt_ends_does_not_depend_on_where_it_landed(tmp_path, where):
+    """CPython's ``-m`` path turns ``exit(130)`` into a SIGINT death only when the KeyboardInterrupt
+    passed through string-``exec`` code (a dataclass being built, say): :func:`cli.run` always ends by
+    SIGINT, so the two cases end alike."""
+    (tmp_path / "interrupted_here.py").write_text(
+        "from magma_teach import cli\n"
+        f"def build_parser():\n    {where}\n"
+        "cli.build_parser = build_parser\n"
+        "cli.run(['list'])\n")
+    _interrupted(_start(["interrupted_here"], cwd=tmp_path))
 
 
 # --------------------------------------------------------------------------- help and version

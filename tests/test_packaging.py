@@ -83,7 +83,7 @@ def test_wheel_metadata_has_the_entry_point_and_the_torch_bounds(built):
         info = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(info).decode()
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
-    assert "magma-teach = magma_teach.cli:main" in entry_points
+    assert "magma-teach = magma_teach.cli:run" in entry_points
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     for name in ("torch", "torchaudio", "torchvision"):
         assert any(r.startswith(f"{name}>=") for r in requires), f"no lower bound for {name} in {requires}"
