@@ -90,6 +90,7 @@ def test_selection_averages_shots_and_splits_per_seed_and_calls_ties():
     assert table.loc["concept groups (eq. 4)", "chosen"] and not table.loc[REFERENCES[1], "chosen"]
     assert table.loc[REFERENCES[1], "verdict vs chosen"] == "ahead"  # a reference may lead the chosen rule
     assert table.loc[LITERAL, "verdict vs chosen"] == "behind"
+    assert table.loc["concept groups (eq. 4)", "verdict vs chosen"] == "chosen"  # not a tie with itself
 
 
 def test_the_ablation_refuses_a_split_setting_and_checks_the_rest(tmp_path):

@@ -96,6 +96,47 @@ def test_outputs_committed_in_order(notebook):
     assert not errors, f"{path.name}: code cells {errors} have error outputs"
 
 
+def _inside(source: str, opening: int) -> str:
+    """The text between ``source[opening] == "("`` and its matching parenthesis."""
+    depth = 0
+    for end in range(opening, len(source)):
+        depth += {"(": 1, ")": -1}.get(source[end], 0)
+        if depth == 0:
+            return source[opening + 1:end]
+    return source[opening + 1:]
+
+
+def _has_top_level_comma(args: str) -> bool:
+    depth = 0
+    for char in args:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return True
+    return False
+
+
+def _glued_rounds(source: str) -> list[str]:
+    """The arguments of every ``round(…)`` call inside the ``glue(…)`` calls of ``source``."""
+    return [_inside(glued, r.end() - 1)
+            for g in re.finditer(r"\bglue\(", source) for glued in [_inside(source, g.end() - 1)]
+            for r in re.finditer(r"(?<![\w.])round\(", glued)]
+
+
+def test_glued_numbers_round_like_the_tables(notebook):
+    """A number in the prose shows what the table beside it shows. Tables print ``f"{x:.1f}"``, which rounds
+    the exact binary value; ``round`` on a NumPy float scales by 10 and rounds half to even instead, so
+    ``round(np.float64(45.85), 1)`` is 45.8 where the table prints 45.9. Round Python floats."""
+    import numpy as np
+
+    assert round(np.float64(45.85), 1) == 45.8 and f"{45.85:.1f}" == "45.9" == f"{round(float(45.85), 1):.1f}"
+    path, nb = notebook
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        # round(x) to an integer agrees (both round half to even); round(x, n) needs a Python float
+        numpy_rounds = [f"round({r})" for r in _glued_rounds(cell.source)
+                        if _has_top_level_comma(r) and not r.startswith("float(")]
+        assert not numpy_rounds, f"{path.name}: glue a Python float, round(float(x), n), not {numpy_rounds}"
+
+
 # ------------------------------------------------------------------------- the page, as a reader sees it
 # Every chapter's stored text outputs must fit the page (issue 11).
 WIDTH_CHECKED = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]

@@ -131,7 +131,8 @@ def selection(runs: pd.DataFrame) -> pd.DataFrame:
     The objective of a run is its mean validation accuracy over the shots; for each variant and seed it
     is averaged over the two splits, then given as mean ± std over seeds. ``verdict`` compares every
     variant with the best MAGMA variant (:func:`~magma_teach.evaluate.verdict`: a difference inside the
-    spread is a tie); ``chosen`` marks the best MAGMA variant, the default the ablation picks.
+    spread is a tie; the best variant's own row says "chosen"); ``chosen`` marks the best MAGMA variant,
+    the default the ablation picks.
     """
     from magma_teach.evaluate import verdict
 
@@ -142,8 +143,9 @@ def selection(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
     magma = table[~table["variant"].isin(REFERENCES)]
     best = magma.iloc[0]
-    table["verdict vs chosen"] = [verdict(m, s, best["mean"], best["std"]) for m, s in zip(table["mean"], table["std"])]
     table["chosen"] = table["variant"] == best["variant"]
+    table["verdict vs chosen"] = ["chosen" if chosen else verdict(m, s, best["mean"], best["std"])
+                                  for m, s, chosen in zip(table["mean"], table["std"], table["chosen"])]
     return table
 
 
