@@ -95,8 +95,8 @@ def pattern_sentences(ours: pd.DataFrame, experiment: str) -> list[str]:
     """One sentence per comparison with the paper, computed from our rows and the paper's numbers.
 
     Few-shot tables (``image-audio``, ``text-speech``, ``text-image``): which approach without target
-    labels leads at each k, ours against the paper's; and whether MAGMA is ahead of or behind the
-    Oracle (which reads target labels) at each k. ``retrieval``: the order of No align, Align and
+    labels leads at each k, ours against the paper's; and whether MAGMA is ahead of, tied with or
+    behind the Oracle (which reads target labels) at each k, a difference inside the spread being a tie. ``retrieval``: the order of No align, Align and
     MAGMA by R@1 at each K. Only k (or K) values both sides have are compared; other experiments have
     no paper numbers here and give ``[]``.
     """
@@ -149,16 +149,19 @@ def _leader_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
 
 
 def _oracle_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
-    """MAGMA ahead of, level with or behind the Oracle at each k, ours against the paper's."""
+    """MAGMA ahead of, tied with or behind the Oracle at each k (:func:`~magma_teach.evaluate.verdict`,
+    on each side's own mean ± std), ours against the paper's."""
+    from magma_teach.evaluate import verdict
+
     if not {"MAGMA", "Oracle"} <= set(ours["approach"]):
         return f"MAGMA or the Oracle is missing from our rows: no order to compare with the paper's {name}."
     shots = _common(ours, paper, "shots")
     if not shots:
         return f"No k in common with the paper's {name}."
 
-    def place(frame, k) -> str:
-        at = frame[frame["shots"] == k].set_index("approach")["mean"]
-        return "ahead" if at["MAGMA"] > at["Oracle"] else "behind" if at["MAGMA"] < at["Oracle"] else "level"
+    def place(frame, k) -> str:  # the book's rule: a difference inside the larger spread is a tie
+        at = frame[frame["shots"] == k].set_index("approach")
+        return verdict(*at.loc["MAGMA", ["mean", "std"]], *at.loc["Oracle", ["mean", "std"]])
 
     match = [k for k in shots if place(ours, k) == place(paper, k)]
     differ = [k for k in shots if k not in match]

@@ -187,6 +187,9 @@ def test_pattern_sentences_are_computed_from_the_numbers():
     ahead = same.copy()
     ahead.loc[(ahead["approach"] == "MAGMA") & (ahead["shots"] == 10), "mean"] = 99.0
     assert "ahead at k = 10 in ours but behind in the paper" in pattern_sentences(ahead, "image-audio")[1]
+    level = same.copy()  # 1.1 points below the Oracle, inside our spread of 2.0: a tie, not "behind"
+    level.loc[(level["approach"] == "MAGMA") & (level["shots"] == 10), ["mean", "std"]] = [93.4, 2.0]
+    assert "tie at k = 10 in ours but behind in the paper" in pattern_sentences(level, "image-audio")[1]
     ours = pd.DataFrame([{"K": k, "experiment": e, "R@1": v[0]} for k, d in TABLE3_RETRIEVAL.items() for e, v in d.items()])
     assert pattern_sentences(ours, "retrieval") == [(
         "Order by R@1 against the paper's Table 3: the same at K = 5 (MAGMA > Align > No align), "
