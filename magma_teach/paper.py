@@ -96,9 +96,9 @@ def pattern_sentences(ours: pd.DataFrame, experiment: str) -> list[str]:
 
     Few-shot tables (``image-audio``, ``text-speech``, ``text-image``): which approach without target
     labels leads at each k, ours against the paper's; and whether MAGMA is ahead of, tied with or
-    behind the Oracle (which reads target labels) at each k, a difference inside the spread being a tie. ``retrieval``: the order of No align, Align and
-    MAGMA by R@1 at each K. Only k (or K) values both sides have are compared; other experiments have
-    no paper numbers here and give ``[]``.
+    behind the Oracle (which reads target labels) at each k, a difference inside the spread being a
+    tie. ``retrieval``: the order of No align, Align and MAGMA by R@1 at each K. Only k (or K) values
+    both sides have are compared; other experiments have no paper numbers here and give ``[]``.
     """
     if experiment in PAPER_TABLES:
         name, table = PAPER_TABLES[experiment]
