@@ -173,24 +173,41 @@ def _oracle_sentence(ours: pd.DataFrame, paper: pd.DataFrame, name: str) -> str:
             f"{verdict} the paper's {name}.")
 
 
+RELATION = {"ahead": "ahead of", "tie": "tied with", "behind": "behind"}
+
+
 def _retrieval_sentence(ours: pd.DataFrame) -> str:
-    """The order of No align, Align and MAGMA by R@1 at each K, ours against Table 3."""
+    """No align, Align and MAGMA compared pairwise by R@1 at each K, ours against Table 3.
+
+    Each pair of ours gets :func:`~magma_teach.evaluate.verdict` on mean ± ``R@1 std`` (0 where the rows
+    have no spread), so a difference inside the spread is a tie; the paper's numbers have no spread,
+    so only equal values tie there. A K is "the same" when every pair's verdict matches the paper's.
+    """
+    from itertools import combinations
+
+    from magma_teach.evaluate import verdict
+
     ks = sorted(set(ours["K"]) & set(TABLE3_RETRIEVAL))
     if not ks:
         return (f"No K in common with the paper's Table 3 (ours: {_ks(sorted(set(ours['K'])), 'K')}; "
                 f"paper: {_ks(sorted(TABLE3_RETRIEVAL), 'K')}), so no pattern to compare.")
     same, different = [], []
     for k in ks:
-        mine = ours[ours["K"] == k].set_index("experiment")["R@1"]
-        theirs = pd.Series({e: v[0] for e, v in TABLE3_RETRIEVAL[k].items()})
-        names = [e for e in theirs.index if e in mine.index]
-        order = " > ".join(mine[names].sort_values(ascending=False, kind="stable").index)
-        paper_order = " > ".join(theirs[names].sort_values(ascending=False, kind="stable").index)
-        if order == paper_order:
-            same.append(f"K = {k} ({order})")
+        mine = ours[ours["K"] == k].set_index("experiment")
+        spread = mine["R@1 std"] if "R@1 std" in mine else pd.Series(0.0, index=mine.index)
+        theirs = pd.Series({e: v[0] for e, v in TABLE3_RETRIEVAL[k].items()}).sort_values(ascending=False, kind="stable")
+        names = [e for e in theirs.index if e in mine.index]  # in the paper's order, best first
+        paper_order = " > ".join(names)
+        moved = []
+        for a, b in combinations(names, 2):
+            ours_says = verdict(mine.loc[a, "R@1"], spread[a], mine.loc[b, "R@1"], spread[b])
+            if ours_says != verdict(theirs[a], 0.0, theirs[b], 0.0):
+                moved.append(f"{a} {RELATION[ours_says]} {b}")
+        if moved:
+            different.append(f"K = {k} (ours: {', '.join(moved)}; the paper's {paper_order})")
         else:
-            different.append(f"K = {k} (ours {order}; the paper's {paper_order})")
-    text = "Order by R@1 against the paper's Table 3: "
+            same.append(f"K = {k} ({paper_order})")
+    text = "Order by R@1 against the paper's Table 3 (a difference inside our spread is a tie): "
     text += "; ".join(filter(None, ["the same at " + ", ".join(same) if same else "",
                                      "different at " + ", ".join(different) if different else ""]))
     return text + "."
