@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--approach", action="append", default=None, metavar="NAME",
                       help="tune only this approach (repeatable; default: every approach of the benchmark's table)")
     tune.add_argument("--trials", type=int, default=12, help="finished trials per study (default: 12)")
+    tune.add_argument("--seeds", type=int, default=3, metavar="N",
+                      help="training seeds per trial, 1000, 1001, …; the objective is their mean (default: 3)")
     tune.add_argument("--preset", default="quick", choices=list(PRESETS), help="training budget of each trial")
     tune.add_argument("--seed", type=_seed, default=0, help="seed of the data and of the TPE sampler (default: 0)")
     tune.add_argument("--storage", default=None, metavar="URL",
@@ -213,8 +215,10 @@ def _tune(args) -> int:
     from magma_teach.experiments.context import APPROACHES_AFTER_FIRST
     from magma_teach.utils import phase
 
-    if args.trials < 1:
-        raise ValueError(f"--trials must be a positive integer, got {args.trials}")
+    for name, value in (("--trials", args.trials), ("--seeds", args.seeds)):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    seeds = tuple(range(tuning.TUNING_SEEDS[0], tuning.TUNING_SEEDS[0] + args.seeds))
     first = "Random init" if args.benchmark == "numbers" else "Supervised learning"
     approaches = args.approach or [first, *APPROACHES_AFTER_FIRST]
     for a in approaches:
@@ -232,16 +236,17 @@ def _tune(args) -> int:
                 cache_dir=args.cache_dir, **preset.data_overrides.get(args.benchmark, {}))
     results = {}
     for a in approaches:
-        with phase(f"[tune {args.benchmark}] {a}: {args.trials} trials"):
+        with phase(f"[tune {args.benchmark}] {a}: {args.trials} trials × {len(seeds)} training seeds"):
             results[a] = tuning.run_study(args.benchmark, a, data, magma_config(preset, data, approach=a), args.trials,
-                                          storage, seed=args.seed)
+                                          storage, seed=args.seed, seeds=seeds)
         print(f"{a}: validation {results[a]['value']:.1f}% with {results[a]['params']}")
     if args.write:
-        command = f"python -m magma_teach tune {args.benchmark} --trials {args.trials} --preset {args.preset} --write"
+        command = (f"python -m magma_teach tune {args.benchmark} --trials {args.trials} --seeds {args.seeds} "
+                   f"--preset {args.preset} --write")
         path = tuning.write_tuned(args.benchmark, results, {
             "command": command, "preset": args.preset, "sampler": f"TPE (seed {args.seed})",
-            "objective": "mean 5-way accuracy (%) at k = 1 and 5 on validation concepts",
-            "training seed": tuning.TUNING_SEED})
+            "objective": "mean 5-way accuracy (%) at k = 1 and 5 on validation concepts, mean over the training seeds",
+            "training seeds": list(seeds)})
         print(f"wrote {path.name}")
     return 0
 

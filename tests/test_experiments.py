@@ -214,3 +214,32 @@ def test_runner_spec_is_checked_before_work():
         run("image-audio", preset="tiny", data_settings={"nosuchkey": 1})
     with pytest.raises(ValueError, match="progress must be"):
         run("image-audio", progress="yes")
+
+
+@pytest.mark.parametrize("name, first", [("tuning-check", "Random init"), ("tuning-check-languages", "Supervised learning")])
+def test_tuning_check_rows(results, name, first):
+    """Every approach of the table, scored with the studies' objective; the tiny preset is not what the studies ran."""
+    from magma_teach.experiments.context import APPROACHES_AFTER_FIRST
+
+    rows = results[0][name].rows
+    assert list(rows["approach"]) == [first, *APPROACHES_AFTER_FIRST]
+    assert rows["mean"].between(0, 100).all() and (rows["std"] >= 0).all() and (rows["seeds"] == 1).all()
+    assert rows["recorded"].isna().all() and rows["verdict"].eq("its study ran the quick preset").all()
+    runs = results[0][name].extras["runs"]
+    assert len(runs) == len(rows) and runs["objective"].tolist() == rows["mean"].tolist()
+    text = caption(results[0][name])
+    assert "tuning objective" in text and "validation concepts" in text and "1 training seed," in text
+    assert "unseen classes" not in text  # not the meta-test caption of the few-shot tables
+
+
+def test_tuning_check_judges_against_the_recorded_value():
+    from magma_teach.experiments.tuning_check import judge
+
+    study = {"preset": "quick", "validation objective (%)": {"MAGMA": 99.4, "Oracle": 93.0}}
+    row = judge("MAGMA", [90.0, 92.0, 94.0], study, "quick")  # 92.0 ± 1.63: 7.4 below what its study recorded
+    assert row["mean"] == pytest.approx(92.0) and row["std"] == pytest.approx((8 / 3) ** 0.5)
+    assert (row["recorded"], row["verdict"], row["seeds"]) == (99.4, "behind", 3)
+    assert judge("Oracle", [90.0, 92.0, 94.0], study, "quick")["verdict"] == "tie"  # 1.0 inside 1.63
+    assert judge("Random init", [70.0], study, "quick")["verdict"] == "not tuned"
+    assert judge("MAGMA", [90.0], study, "full")["verdict"] == "its study ran the quick preset"
+    assert judge("MAGMA", [90.0], {}, "quick")["verdict"] == "not tuned"

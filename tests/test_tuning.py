@@ -85,7 +85,7 @@ def test_studies_are_seeded_and_stored_in_sqlite_by_default(tmp_path):
         s.optimize(toy, n_trials=6)
         picks.append([t.params["x"] for t in s.trials])
     assert picks[0] == picks[1]
-    resumed = tuning.study("a", "", storage=storage, seed=7)  # a new name: a new study in the same file
+    resumed = tuning.study("a", "", storage=storage, seed=7, seeds=(1000,))  # a new name: a new study in the same file
     assert resumed.study_name == "a/" and (tmp_path / "tuning.db").exists()
 
 
@@ -100,3 +100,40 @@ def test_stored_settings_name_known_approaches_and_fields():
         for approach, params in approaches.items():
             assert approach in tuning.SPACES
             tuning.apply(MagmaConfig(), params)  # raises on an unknown field
+        # The stored command re-derives the settings: it names the training seeds the studies used.
+        study = tuning.recorded(benchmark)
+        seeds = study["training seeds"]
+        assert seeds == list(range(tuning.TUNING_SEEDS[0], tuning.TUNING_SEEDS[0] + len(seeds)))
+        assert f"--seeds {len(seeds)} " in study["command"] and f"--trials {max(study['trials'].values())} " in study["command"]
+
+
+def test_the_objective_is_the_mean_over_its_training_seeds(world):
+    """Two seeds score the mean of each seed scored alone, and the trial keeps both values."""
+    base = MagmaConfig(iterations=2, validate_every=2, meta_batch=2, align_inner=InnerLoop(2, 1e-3),
+                       finetune=InnerLoop(2, 1e-3, betas=(0.9, 0.999)))
+    params = {"align_lr": 3e-3, "classify_lr": 3e-3, "finetune_lr": 1e-3}
+    alone = [tuning.objective("MAGMA", world, base, repeats=1, seeds=(s,))(optuna.trial.FixedTrial(params))
+             for s in (1000, 1001)]
+    trial = optuna.trial.FixedTrial(params)
+    both = tuning.objective("MAGMA", world, base, repeats=1, seeds=(1000, 1001))(trial)
+    assert alone[0] != alone[1]  # the seeds differ, so the mean is not one of them
+    assert both == pytest.approx(sum(alone) / 2, abs=1e-9)
+    assert trial.user_attrs["per seed"] == pytest.approx(alone, abs=1e-9)
+    assert tuning.TUNING_SEEDS == (1000, 1001, 1002) and not set(tuning.TUNING_SEEDS) & set(range(10))
+    with pytest.raises(ValueError, match="at least one training seed"):
+        tuning.objective("MAGMA", world, base, seeds=())
+
+
+def test_a_study_with_other_training_seeds_is_another_study():
+    assert tuning.study_name("numbers", "MAGMA", (1000,)) == "numbers/MAGMA"  # the one-seed studies kept their name
+    assert tuning.study_name("numbers", "MAGMA") == "numbers/MAGMA/seeds 1000,1001,1002"
+    assert tuning.study_name("numbers", "MAGMA", (1000, 1001)) != tuning.study_name("numbers", "MAGMA")
+
+
+@pytest.mark.parametrize("option", ["--trials", "--seeds"])
+def test_tune_refuses_a_count_below_one_in_one_line(option, capsys):
+    from magma_teach import cli
+
+    assert cli.main(["tune", "numbers", option, "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f" tune: error: {option} must be a positive integer, got 0") and "\n" not in err

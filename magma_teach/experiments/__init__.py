@@ -10,6 +10,7 @@ experiment         what it reproduces                                           
 ``tradeoff``       the poster's alignment-vs-supervision analysis               concept world  —
 ``strong-weak``    strong (instance) vs weak (cluster) pairs on the same data   numbers        —
 ``text-image``     the poster's recipe table (ingredients → food photo)         —              recipes
+``tuning-check``   tuned settings on the tables' seeds vs the studies' values   numbers        —
 =================  ===========================================================  =============  ===========
 
 Every runner takes the same arguments (:func:`run`) and one :class:`Preset` decides every size, so
@@ -19,7 +20,7 @@ concepts are touched by evaluation alone.
 
 Modules: :mod:`.presets` (sizes), :mod:`.context` (what every runner shares), one module per table or
 figure (:mod:`.few_shot`, :mod:`.retrieval`, :mod:`.noisy_labels`, :mod:`.tradeoff`,
-:mod:`.strong_weak`), :mod:`.results` (what a run returns and writes) and :mod:`.runner` (:func:`run`).
+:mod:`.strong_weak`, :mod:`.ablation`, :mod:`.tuning_check`), :mod:`.results` (what a run returns and writes) and :mod:`.runner` (:func:`run`).
 """
 
 from magma_teach.experiments.context import Context, few_shot_rows
