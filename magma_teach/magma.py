@@ -423,11 +423,13 @@ def _min_per_concept(modality, concepts) -> int:
 
 
 def meta_train_labels(data: CrossModalDataset) -> torch.Tensor:
-    """(num_classes,) map from concept id to its index among the meta-train concepts, -1 elsewhere.
+    """(num_classes + 1,) map from concept id to its index among the meta-train concepts, -1 elsewhere.
 
-    Used to train a classifier over *all* meta-train concepts at once (labels 0..C_train-1).
+    Used to train a classifier over *all* meta-train concepts at once (labels 0..C_train-1). The extra
+    last entry is -1 for examples whose label is -1 (unlabeled: what :func:`magma_teach.tuning.
+    without_meta_test` makes of meta-test examples), which would otherwise index the last concept.
     """
     concepts = torch.tensor(data.splits["meta_train"], device=data.source.labels.device)
-    label_of = torch.full((data.num_classes,), -1, dtype=torch.long, device=concepts.device)
+    label_of = torch.full((data.num_classes + 1,), -1, dtype=torch.long, device=concepts.device)
     label_of[concepts] = torch.arange(len(concepts), device=concepts.device)
     return label_of

@@ -4,10 +4,11 @@ A comparison is only fair if every row of the table had the same chance to find 
 each approach gets one study with the same number of trials, the same seeded sampler (TPE) and the
 same objective: the mean few-shot accuracy (%) over k = 1 and 5 on 5-way tasks over the
 **validation** concepts, after training with the preset's budget, averaged over the training seeds
-:data:`TUNING_SEEDS`. One seed is not enough: a study keeps the best of its trials, so with one seed
-it rewards a setting that was lucky once, and most for an approach whose runs spread widely. On
-``numbers`` the one-seed study gave MAGMA 99.4% at seed 1000 for a setting that scored 91.1 ± 5.4
-over seeds 0-2, while Align + Meta Classify's pick scored 96.6 and then 96.0 ± 1.4 (chapter 6). The objective only ever sees
+:data:`TUNING_SEEDS`. One seed is not enough: a study keeps the best of its trials, and one setting's
+runs spread over seeds by up to 20 points on ``numbers``, so with one seed it rewards a setting that
+was lucky once. ``python -m magma_teach run tuning-check`` (chapter 5) measures how far each study's
+recorded value holds on the tables' seeds; ``benchmarks/README.md`` tells what the first, one-seed
+studies got wrong. The objective only ever sees
 :func:`without_meta_test` data, in which no example of a meta-test concept keeps its label, so
 tuning *cannot* score a meta-test concept — sampling one raises.
 
@@ -100,7 +101,9 @@ def without_meta_test(data: CrossModalDataset) -> CrossModalDataset:
     """``data`` with every meta-test example unlabeled (label -1) and its pairs removed.
 
     Episode samplers draw examples by label, so a task over a meta-test concept finds no example and
-    fails; the fixed evaluation tasks are dropped for the same reason. This is what a study sees.
+    fails; the fixed evaluation tasks are dropped for the same reason. This is what a study sees, and a
+    study trains exactly the weights the tables train on the full data (no training reads a meta-test
+    example; a -1 label never indexes the last concept: :func:`magma_teach.magma.meta_train_labels`).
     """
     test = torch.as_tensor(data.splits["meta_test"], device=data.source.labels.device)
 

@@ -137,3 +137,31 @@ def test_tune_refuses_a_count_below_one_in_one_line(option, capsys):
     assert cli.main(["tune", "numbers", option, "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f" tune: error: {option} must be a positive integer, got 0") and "\n" not in err
+
+
+def test_hidden_meta_test_examples_never_stand_for_the_last_concept():
+    """A hidden example's label is -1; a lookup table indexed by it must not wrap to the last concept."""
+    from magma_teach.magma import meta_train_labels
+
+    # A split whose last concept is a meta-train one: there a wrapped -1 read as a meta-train label.
+    world = next(w for w in (concept_world(seed=s) for s in range(10)) if w.num_classes - 1 in w.splits["meta_train"])
+    hidden = tuning.without_meta_test(world)
+    label_of = meta_train_labels(hidden)
+    assert label_of[-1] == -1 and len(label_of) == world.num_classes + 1
+    assert torch.equal(label_of[hidden.source.labels] >= 0, meta_train_labels(world)[world.source.labels] >= 0)
+
+
+@pytest.mark.parametrize("approach", ["MAGMA", "Align + Classify", "Align + Meta Classify"])
+def test_a_trial_trains_exactly_what_the_tables_train(approach):
+    """Hiding meta-test labels changes nothing a training run reads: the weights equal those trained on the
+    full data (numbers, tiny preset, whose last number is a meta-train one)."""
+    from magma_teach.baselines import train_approach
+    from magma_teach.experiments import PRESETS, Context, magma_config
+
+    ctx = Context(PRESETS["tiny"], torch.device("cpu"), 0, progress=False)
+    data = ctx.benchmark("numbers")
+    assert data.num_classes - 1 in data.splits["meta_train"]
+    cfg = magma_config(ctx.preset, data, approach=approach)
+    full = train_approach(approach, data, cfg, seed=3, progress=False).model.state_dict()
+    hidden = train_approach(approach, tuning.without_meta_test(data), cfg, seed=3, progress=False).model.state_dict()
+    assert all(torch.equal(full[k], hidden[k]) for k in full)

@@ -3,14 +3,16 @@
 A study keeps the best of its trials, so the value it records is an optimistic estimate of what its
 setting gives: the trial was chosen *because* it scored high on the studies' training seeds (1000,
 1001, …). This runner trains each approach of a few-shot table with its tuned config and the run's own
-training seeds (0, 1, 2, …, the seeds of the tables), scores the studies' objective on the same
-validation concepts (one draw of tasks, seed 0, for every model), and sets the result beside the
-recorded value. A setting that holds stays
+training seeds (0, 1, 2, …, the seeds of the tables), scores the studies' objective on the very
+validation tasks and draws the study scored (those of its seeds 1000, 1001, …, averaged), and sets the
+result beside the recorded value: only the training seed differs from a trial. A setting that holds stays
 within its spread; one that was lucky on the tuning seeds falls below it. With the models of Table 2
 or 4 already trained (same code, data, config and seeds), only the scoring runs.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -30,13 +32,13 @@ def tuning_check(ctx: Context, benchmark: str = "numbers") -> tuple[pd.DataFrame
     data = ctx.benchmark(benchmark)
     approaches = [FIRST[benchmark], *APPROACHES_AFTER_FIRST]
     jobs = {a: (a, magma_config(ctx.preset, data, approach=a)) for a in approaches}
-    scores = train_all(jobs, data, ctx, score=_objective)
     study = tuning.recorded(benchmark)
+    draws = tuple(study.get("training seeds", [])) or tuning.TUNING_SEEDS
+    scores = train_all(jobs, data, ctx, score=partial(_objective, draws=draws))
     rows = pd.DataFrame([judge(approach, values, study, ctx.preset.name) for approach, values in scores.items()])
     runs = pd.DataFrame([{"approach": a, "seed": s, "objective": v} for a, values in scores.items()
                          for s, v in zip(ctx.seeds, values)])
-    seeds = study.get("training seeds", [study["training seed"]] if "training seed" in study else [])
-    recorded = pd.DataFrame([{"preset": study.get("preset"), "tuning seeds": ", ".join(map(str, seeds)),
+    recorded = pd.DataFrame([{"preset": study.get("preset"), "tuning seeds": ", ".join(map(str, draws)),
                               "objective": study.get("objective"), "command": study.get("command")}])
     return rows, {"runs": runs, "study": recorded}
 
@@ -59,10 +61,10 @@ def judge(approach: str, values, study: dict, preset: str) -> dict:
             "verdict": judged}
 
 
-def _objective(trained, data, cfg) -> float:
-    # One draw of validation tasks for every model (seed 0, as the ablation scores); the studies drew
-    # theirs with seeds 1000, 1001, …: another draw of the same validation concepts.
-    return tuning.validation_objective(trained.model, data, cfg, seed=0)
+def _objective(trained, data, cfg, draws: tuple[int, ...]) -> float:
+    # Scored on the very validation draws its study scored (one per tuning seed, averaged), so that the
+    # training seed is the only thing that differs from a trial.
+    return float(np.mean([tuning.validation_objective(trained.model, data, cfg, seed=s) for s in draws]))
 
 
 def tuning_check_languages(ctx: Context) -> tuple[pd.DataFrame, dict]:
