@@ -269,6 +269,17 @@ def test_csv_has_units_and_rounding_and_json_reads_back(tmp_path):
     assert list(csv_frame(rows).columns) == list(csv.columns)
 
 
+def test_a_missing_number_reads_back_as_nan(tmp_path):
+    """NaN is written as JSON null; reading it back gives a float NaN again, never None."""
+    rows = pd.DataFrame({"approach": ["MAGMA", "Oracle"], "mean": [90.0, 80.0], "recorded": [float("nan")] * 2,
+                         "partly": [1.5, float("nan")], "verdict": ["not tuned", None]})
+    result = ExperimentResult("tuning-check", "tiny", "offline", "cpu", 1.0, rows, {}, seed=0, seeds=[0])
+    again = ExperimentResult.read(result.write(tmp_path))
+    assert again.rows["recorded"].dtype == float and again.rows["recorded"].isna().all()
+    assert again.rows["partly"].tolist()[0] == 1.5 and pd.isna(again.rows["partly"].tolist()[1])
+    assert again.rows["verdict"][0] == "not tuned" and pd.isna(again.rows["verdict"][1])  # text stays text
+
+
 # --------------------------------------------------------------------------- interrupts
 
 def _read_until(stream, needle: str, seconds: float) -> str:

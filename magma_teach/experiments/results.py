@@ -142,7 +142,7 @@ class ExperimentResult:
             extras = {k: v for k, v in blob.items() if k not in core}
         timing = blob.get("timing", {"seconds": blob.get("seconds", 0.0)})
         return cls(blob["experiment"], blob["preset"], blob["data"], blob["device"], timing["seconds"],
-                   pd.DataFrame(blob["rows"]), {k: pd.DataFrame(v) for k, v in extras.items()},
+                   _frame(blob["rows"]), {k: _frame(v) for k, v in extras.items()},
                    seed=blob.get("seed", 0), seeds=blob.get("seeds", [blob.get("seed", 0)]),
                    settings=blob.get("preset_settings", {}), data_settings=blob.get("data_settings", {}),
                    datasets=blob.get("datasets", {}), provenance=blob.get("provenance", {}),
@@ -259,6 +259,16 @@ def _plain(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     return json.loads(json.dumps(value, default=str))
+
+
+def _frame(records) -> pd.DataFrame:
+    """A frame from written records; a missing number (NaN, written as null) reads back as NaN, not None."""
+    frame = pd.DataFrame(records)
+    for column in frame.columns[frame.dtypes == object]:
+        values = frame[column].dropna()
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            frame[column] = pd.to_numeric(frame[column]).astype(float)
+    return frame
 
 
 def _records(frame) -> list:
