@@ -244,7 +244,7 @@ def _tune(args) -> int:
         command = (f"python -m magma_teach tune {args.benchmark} --trials {args.trials} --seeds {args.seeds} "
                    f"--preset {args.preset} --write")
         path = tuning.write_tuned(args.benchmark, results, {
-            "command": command, "preset": args.preset, "sampler": f"TPE (seed {args.seed})",
+            "command": command, "preset": args.preset, "sampler": f"TPE (seed {args.seed})", "data seed": args.seed,
             "objective": "mean 5-way accuracy (%) at k = 1 and 5 on validation concepts, mean over the training seeds",
             "training seeds": list(seeds)})
         print(f"wrote {path.name}")

@@ -243,3 +243,14 @@ def test_tuning_check_judges_against_the_recorded_value():
     assert judge("Random init", [70.0], study, "quick")["verdict"] == "not tuned"
     assert judge("MAGMA", [90.0], study, "full")["verdict"] == "its study ran the quick preset"
     assert judge("MAGMA", [90.0], {}, "quick")["verdict"] == "not tuned"
+
+
+def test_tuning_check_scores_the_data_its_studies_tuned_on(tmp_path):
+    """Whatever the run's seed, the data are those of the studies' data seed; the training seeds are the run's."""
+    from magma_teach import tuning
+
+    result = run("tuning-check", preset="tiny", seed=1, cache_dir=str(tmp_path), out=tmp_path, progress=False)
+    assert result.datasets["numbers"]["config"]["seed"] == tuning.recorded("numbers")["data seed"] == 0
+    assert result.seeds == [1] and result.extras["runs"]["seed"].tolist() == [1] * len(result.rows)
+    with pytest.raises(ValueError, match="takes no --set"):
+        run("tuning-check", preset="tiny", cache_dir=str(tmp_path), out=tmp_path, data_settings={"split": "novel_tens"})

@@ -34,6 +34,7 @@ from magma_teach.experiments.retrieval import retrieval
 from magma_teach.experiments.strong_weak import strong_weak
 from magma_teach.experiments.tradeoff import check_settings as tradeoff_settings
 from magma_teach.experiments.tradeoff import tradeoff
+from magma_teach.experiments.tuning_check import check_settings as tuning_check_settings
 from magma_teach.experiments.tuning_check import tuning_check, tuning_check_languages
 from magma_teach.utils import (
     check_writable_dir,
@@ -99,9 +100,10 @@ EXPERIMENTS: dict[str, Experiment] = {
     "width-languages": Experiment(languages_width, "MAGMA's rule vs plain alignment at 5 or all languages a "
                                   "step, on validation languages", benchmark="languages", data=("offline",)),
     "tuning-check": Experiment(tuning_check, "Do the tuned settings hold beyond the tuning seeds? Numbers' "
-                               "approaches on validation numbers", data=("offline",)),
+                               "approaches on validation numbers", data=("offline",), check=tuning_check_settings),
     "tuning-check-languages": Experiment(tuning_check_languages, "The same check of the tuned settings on "
-                                         "validation languages", benchmark="languages", data=("offline",)),
+                                         "validation languages", benchmark="languages", data=("offline",),
+                                         check=tuning_check_settings),
     "text-image": Experiment(text_image, "Poster: text -> image on Yummly-28K recipes (needs --data full)",
                              benchmark="recipes", data=("full",)),
 }
