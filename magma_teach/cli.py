@@ -212,15 +212,14 @@ def _tune(args) -> int:
     from magma_teach import tuning
     from magma_teach.data.registry import load
     from magma_teach.experiments import PRESETS, magma_config
-    from magma_teach.experiments.context import APPROACHES_AFTER_FIRST
+    from magma_teach.experiments.context import APPROACHES_AFTER_FIRST, FIRST_APPROACH
     from magma_teach.utils import phase
 
     for name, value in (("--trials", args.trials), ("--seeds", args.seeds)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     seeds = tuple(range(tuning.TUNING_SEEDS[0], tuning.TUNING_SEEDS[0] + args.seeds))
-    first = "Random init" if args.benchmark == "numbers" else "Supervised learning"
-    approaches = args.approach or [first, *APPROACHES_AFTER_FIRST]
+    approaches = args.approach or [FIRST_APPROACH[args.benchmark], *APPROACHES_AFTER_FIRST]
     for a in approaches:
         if a not in tuning.SPACES:
             raise ValueError(f"--approach must be one of {', '.join(tuning.SPACES)}, got {a!r}")

@@ -67,7 +67,7 @@ def caption(result: ExperimentResult) -> str:
     if result.experiment.startswith("tuning-check"):
         return (f"{result.experiment} ({result.preset} preset, {result.data} data): the tuning objective (mean "
                 f"{n_way}-way accuracy in % at k = 1 and 5 on the validation concepts) of each approach's tuned "
-                f"settings, mean ± std over {_plural(seeds, 'training seed')}, one draw of validation tasks; "
+                f"settings, mean ± std over {_plural(seeds, 'training seed')}, on the validation tasks its study scored; "
                 f"recorded = its study's best value on the tuning seeds (magma_teach/tuned.json); verdict: "
                 f"ours against recorded, a difference inside the spread being a tie.")
     repeats = _count(rows, "repeats", result.settings.get("repeats"))

@@ -89,11 +89,16 @@ def apply(cfg: MagmaConfig, params: dict) -> MagmaConfig:
     return replace(cfg, **{fields[k]: replace(getattr(cfg, fields[k]), lr=float(v)) for k, v in params.items()})
 
 
-def tuned(benchmark: str, approach: str) -> dict:
-    """The stored settings of ``approach`` on ``benchmark`` (``{}`` when it was never tuned)."""
+def _stored(part: str, benchmark: str) -> dict:
+    """``tuned.json``'s ``part`` ("settings" or "studies") of ``benchmark`` (``{}`` when never tuned)."""
     if not TUNED_FILE.exists():
         return {}
-    return json.loads(TUNED_FILE.read_text())["settings"].get(benchmark, {}).get(approach, {})
+    return json.loads(TUNED_FILE.read_text())[part].get(benchmark, {})
+
+
+def tuned(benchmark: str, approach: str) -> dict:
+    """The stored settings of ``approach`` on ``benchmark`` (``{}`` when it was never tuned)."""
+    return _stored("settings", benchmark).get(approach, {})
 
 
 # ---------------------------------------------------------------- the guard
@@ -154,9 +159,7 @@ def validation_objective(model, data: CrossModalDataset, cfg: MagmaConfig, seed:
 def recorded(benchmark: str) -> dict:
     """What ``tuned.json`` records of ``benchmark``'s studies: command, objective, training seeds, each
     approach's best ``"validation objective (%)"`` (``{}`` when never tuned)."""
-    if not TUNED_FILE.exists():
-        return {}
-    return json.loads(TUNED_FILE.read_text())["studies"].get(benchmark, {})
+    return _stored("studies", benchmark)
 
 
 def study_name(benchmark: str, approach: str, seeds=TUNING_SEEDS) -> str:

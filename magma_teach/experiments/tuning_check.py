@@ -21,10 +21,8 @@ import pandas as pd
 
 from magma_teach import tuning
 from magma_teach.evaluate import verdict
-from magma_teach.experiments.context import APPROACHES_AFTER_FIRST, Context, train_all
+from magma_teach.experiments.context import APPROACHES_AFTER_FIRST, FIRST_APPROACH, Context, train_all
 from magma_teach.experiments.presets import magma_config
-
-FIRST = {"numbers": "Random init", "languages": "Supervised learning"}
 
 
 def tuning_check(ctx: Context, benchmark: str = "numbers") -> tuple[pd.DataFrame, dict]:
@@ -35,7 +33,7 @@ def tuning_check(ctx: Context, benchmark: str = "numbers") -> tuple[pd.DataFrame
     # The data the studies tuned on (its validation concepts are what they scored); the training seeds
     # stay the run's own, so with the default seed these are the very models of Table 2 or 4.
     data = replace(ctx, seed=int(study.get("data seed", ctx.seed))).benchmark(benchmark)
-    approaches = [FIRST[benchmark], *APPROACHES_AFTER_FIRST]
+    approaches = [FIRST_APPROACH[benchmark], *APPROACHES_AFTER_FIRST]
     jobs = {a: (a, magma_config(ctx.preset, data, approach=a)) for a in approaches}
     draws = tuple(study.get("training seeds", [])) or tuning.TUNING_SEEDS
     scores = train_all(jobs, data, ctx, score=partial(_objective, draws=draws))
