@@ -2,9 +2,11 @@
 
 import sys
 
+from magma_teach.interrupt import end_by_sigint
+
 try:
     from magma_teach.cli import run
-except KeyboardInterrupt:  # Ctrl-C while Python was still importing: one line, as during a run
+except KeyboardInterrupt:  # Ctrl-C while Python was still importing: one line, and the same ending as a run's
     sys.stderr.write("python -m magma_teach: interrupted (Ctrl-C)\n")
-    sys.exit(130)
+    end_by_sigint()
 run()

@@ -16,9 +16,10 @@ import argparse
 import atexit
 import json
 import os
-import signal
 import sys
 from typing import NoReturn
+
+from magma_teach.interrupt import EXIT_CODE, end_by_sigint
 
 PROG = "python -m magma_teach"
 DESCRIPTION = "Build or download the benchmarks, and run the experiments of the MAGMA paper."
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}{command}: interrupted (Ctrl-C); result and cache files are written whole or "
                          f"not at all, so nothing half-written was left\n")
-        return 130
+        return EXIT_CODE
     except ValueError as err:  # a bad value found past argparse: still one line, exit 2
         sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
         return 2
@@ -302,11 +303,8 @@ def run(argv: list[str] | None = None) -> NoReturn:
 
 
 def _end_by_sigint_if_interrupted(outcome: dict) -> None:
-    if outcome.get("code") == 130 and os.name == "posix":
-        sys.stdout.flush()
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+    if outcome.get("code") == EXIT_CODE:
+        end_by_sigint()
 
 
 def _one_line(err: Exception) -> str:

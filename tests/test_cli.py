@@ -276,6 +276,21 @@ def test_csv_has_units_and_rounding_and_json_reads_back(tmp_path):
     assert list(csv_frame(rows).columns) == list(csv.columns)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_result_files_follow_the_umask(tmp_path, umask, mode):
+    """The JSON and CSV go through tempfile.mkstemp (owner-only) but end with the mode open() would give."""
+    rows = pd.DataFrame({"approach": ["MAGMA"], "shots": [1], "mean": [90.0], "std": [1.0]})
+    old = os.umask(umask)
+    try:
+        json_path = ExperimentResult("image-audio", "tiny", "offline", "cpu", 1.0, rows, {}, seed=0,
+                                     seeds=[0]).write(tmp_path)
+    finally:
+        os.umask(old)
+    for path in (json_path, json_path.with_suffix(".csv")):
+        assert path.stat().st_mode & 0o777 == mode, path
+
+
 def test_a_missing_number_reads_back_as_nan(tmp_path):
     """NaN is written as JSON null; reading it back gives a float NaN again, never None."""
     rows = pd.DataFrame({"approach": ["MAGMA", "Oracle"], "mean": [90.0, 80.0], "recorded": [float("nan")] * 2,
@@ -344,12 +359,30 @@ def test_ctrl_c_ends_by_sigint_in_one_line_and_leaves_no_partial_file(tmp_path):
             torch.load(path, weights_only=True)
 
 
+def _runpy_after_a_line(tmp_path) -> Path:
+    """A folder with ``runpy_after_a_line.py``: says "python is up" on stderr, then runs
+    ``python -m magma_teach`` with the rest of its arguments, as ``-m`` would."""
+    folder = tmp_path / "runner"
+    folder.mkdir()
+    (folder / "runpy_after_a_line.py").write_text(
+        "import runpy, sys\n"
+        "sys.stderr.write('python is up\\n')\n"
+        "sys.stderr.flush()\n"
+        "runpy.run_module('magma_teach', run_name='__main__', alter_sys=True)\n")
+    return folder
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
 def test_ctrl_c_while_starting_up_is_one_line_too(tmp_path, delay):
-    """From the first moment: the package imports no torch, and the imports inside a run are covered."""
-    child = _start(_image_audio(tmp_path))
+    """From the package's first moment: it imports no torch, and the imports inside a run are covered.
+
+    The delay counts from the moment the interpreter is up (the child says so on stderr before it runs
+    ``python -m magma_teach`` as runpy does). Before that, a Ctrl-C lands in Python's own start-up, which
+    no package can handle (on a busy machine 50 ms did not always get past it)."""
+    child = _start(["runpy_after_a_line", *_image_audio(tmp_path)[1:]], cwd=_runpy_after_a_line(tmp_path))
     try:
+        assert "python is up" in _read_until(child.stderr, "python is up", 60)
         time.sleep(delay)
         child.send_signal(signal.SIGINT)
         _interrupted(child)
@@ -376,6 +409,23 @@ def test_the_way_an_interrupt_ends_does_not_depend_on_where_it_landed(tmp_path, 
         "cli.build_parser = build_parser\n"
         "cli.run(['list'])\n")
     _interrupted(_start(["interrupted_here"], cwd=tmp_path))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_ctrl_c_while_the_command_line_is_imported_ends_by_sigint_too(tmp_path):
+    """The window a real Ctrl-C hits only now and then (``python -m magma_teach`` still importing
+    :mod:`magma_teach.cli`), made certain: an import hook raises KeyboardInterrupt there. The process
+    must end as a run does (one line, then SIGINT), not with ``exit(130)``."""
+    (tmp_path / "interrupted_import.py").write_text(
+        "import runpy, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'magma_teach.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "runpy.run_module('magma_teach', run_name='__main__', alter_sys=True)\n")
+    err = _interrupted(_start(["interrupted_import"], cwd=tmp_path))
+    assert err.strip() == "python -m magma_teach: interrupted (Ctrl-C)"
 
 
 # --------------------------------------------------------------------------- help and version
