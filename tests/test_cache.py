@@ -369,6 +369,18 @@ def test_save_payload_returns_what_it_wrote(tmp_path):
     assert plain == {"n": 2, "p": "q"} and cache.load_payload(path) == plain
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_cache_file_follows_the_umask(tmp_path, umask, mode):
+    """Written through tempfile.mkstemp (owner-only), renamed into place with the mode open() would give."""
+    old = os.umask(umask)
+    try:
+        cache.save_payload({"n": 1}, tmp_path / "f.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.pt").stat().st_mode & 0o777 == mode
+
+
 def test_a_shared_container_stays_shared():
     shared = [np.int64(1)]
     plain = cache.to_plain({"a": shared, "b": shared})

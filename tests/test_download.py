@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import os
+import stat
 import tarfile
 import zipfile
 
@@ -283,3 +285,19 @@ def test_a_complete_folder_is_read_without_the_lock(mirror, monkeypatch):
 
     monkeypatch.setattr(download, "cache_lock", no_lock)  # as in a read-only shared cache
     assert download.fetch_folder(remote, progress=False) == folder
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_downloads_and_extracted_folders_follow_the_umask(mirror, umask, file_mode, folder_mode):
+    """pooch's NamedTemporaryFile and tempfile.mkdtemp make owner-only files; the cache must not."""
+    archive = _zip(mirror / "perm.zip", {"top/meta/data.csv": CSV})
+    data = archive.read_bytes()
+    old = os.umask(umask)
+    try:
+        kept = download.fetch_folder(Remote("esc50", "https://unused.example", "perm.zip", known_hash=_sha(data)),
+                                     progress=False, keep_archive=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(kept.stat().st_mode) == folder_mode
+    assert stat.S_IMODE((kept.parent / "perm.zip").stat().st_mode) == file_mode

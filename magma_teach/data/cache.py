@@ -242,6 +242,19 @@ def _refuse(value, where: str, hint: str | None = None) -> None:
 
 # --- saving and loading -----------------------------------------------------------------------------
 
+def follow_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give ``path`` the permissions a plain ``open`` or ``mkdir`` would: 0o666 (a folder: 0o777) less the umask.
+
+    ``tempfile`` makes files and folders that only their owner may read (0o600 / 0o700), right for a
+    secret but not for a cache, a download or a result that a group, a second account or a web server
+    should read as it reads everything else the user writes. Called on every temporary file or folder
+    that is renamed into place.
+    """
+    mask = os.umask(0)  # the only portable way to read the umask is to set it and put it back
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
 def save_payload(payload, path: str | os.PathLike):
     """Write :func:`to_plain` of ``payload`` to ``path`` atomically and return that plain payload.
 
@@ -258,6 +271,7 @@ def save_payload(payload, path: str | os.PathLike):
             stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            follow_umask(tmp)
             with os.fdopen(fd, "wb") as handle:
                 torch.save(payload, handle)
             os.replace(tmp, path)

@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from magma_teach.data.cache import cache_lock, cache_root
+from magma_teach.data.cache import cache_lock, cache_root, follow_umask
 
 MIRROR_ENV = "MAGMA_TEACH_MIRROR"
 
@@ -186,6 +186,7 @@ def _retrieve(remote: Remote, folder: Path, progress: bool) -> Path:
         reason = type(err).__name__
         raise DownloadError(f"{remote.dataset}: cannot download {remote.url} ({reason}: no network?); "
                             f"{offline_hint(remote.dataset)}") from None
+    follow_umask(path)  # pooch writes through a NamedTemporaryFile: owner-only otherwise
     return Path(path)
 
 
@@ -344,6 +345,7 @@ def staging_folder(final: Path):
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
         try:
+            follow_umask(staging, directory=True)
             yield staging
             if final.exists():
                 shutil.rmtree(final)

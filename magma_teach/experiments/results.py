@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from magma_teach.baselines import GROUPS
+from magma_teach.data.cache import follow_umask
 
 # The keys of the results JSON that change between two runs of one command (the rest is byte-identical
 # for the same seed, thread count and machine).
@@ -121,6 +122,7 @@ class ExperimentResult:
         try:
             for path, text in texts.items():
                 fd, temps[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                follow_umask(temps[path])
                 with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                     handle.write(text)
             with _interrupts_held():
