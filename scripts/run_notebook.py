@@ -25,6 +25,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 class NotebookFailed(RuntimeError):
     """A cell raised; the message names the cell and the error."""
 
@@ -36,6 +39,8 @@ def execute(source: Path, target: Path, parameters: dict | None = None, kernel: 
     prepared = papermill.execute_notebook(str(source), None, parameters=parameters or {},
                                           prepare_only=True, kernel_name=kernel, progress_bar=False)
     notebook = nbformat.from_dict(prepared)
+    # papermill records the paths it was given; a stored chapter must not carry this machine's folders
+    notebook.metadata["papermill"].update(input_path=portable(source), output_path=portable(target))
     client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel,
                             resources={"metadata": {"path": str(source.parent)}})
     try:
@@ -46,6 +51,12 @@ def execute(source: Path, target: Path, parameters: dict | None = None, kernel: 
         raise NotebookFailed(f"{source.name}: cell {failed} raised {error.ename}: {error.evalue[:200]}") from None
     finally:
         nbformat.write(notebook, str(target))
+
+
+def portable(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else its name alone: never a machine's folder."""
+    path = Path(path).resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
 
 
 def _value(text: str):

@@ -82,6 +82,19 @@ def test_colab_badge(notebook):
     assert "colab-badge.svg" in markdown, f"{path.name}: the Colab link has no badge image"
 
 
+def test_no_folder_of_a_machine_is_stored(notebook):
+    """papermill records the paths it was given: a stored chapter names them relative to the repository."""
+    path, nb = notebook
+    recorded = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        value = recorded.get(key)
+        assert value is None or not (value.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:", value)), (
+            f"{path.name}: papermill's {key} is a machine's path ({value}); run it through scripts/run_notebook.py")
+    text = path.read_text(encoding="utf-8")
+    for folder in {str(ROOT), str(Path.home())} - {"/"}:
+        assert folder not in text, f"{path.name} names a folder of this machine: {folder}"
+
+
 def test_outputs_committed_in_order(notebook):
     path, nb = notebook
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
