@@ -176,8 +176,9 @@ NARROW, WIDE = "5 languages a step", "every meta-train language a step"
 
 
 def languages_width(ctx: Context) -> tuple[pd.DataFrame, dict]:
-    """Why MAGMA trails plain alignment on ``languages``: the update rule, or how many languages one
-    alignment step contrasts?
+    """MAGMA's update rule against plain alignment's on ``languages``, crossed with how many languages one
+    alignment step contrasts. (Written when MAGMA trailed plain alignment there under the first, defective
+    tuning studies, to ask whether the rule or the width of a step was the cause; chapter 8 no longer runs it.)
 
     Table 4's MAGMA and Align + Meta Classify configs (tuned rates included) differ in two things. MAGMA's
     rule takes one task of ``align_way`` = 5 languages per step, carried Adam with β₁ = 0 and θ ← θ̃; plain
