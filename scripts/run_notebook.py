@@ -24,8 +24,8 @@ import papermill
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sync_notebooks import ROOT  # noqa: E402
 
 
 class NotebookFailed(RuntimeError):
