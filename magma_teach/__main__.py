@@ -2,11 +2,14 @@
 
 import sys
 
-from magma_teach.interrupt import end_by_sigint
+from magma_teach import interrupt
 
+interrupt.watch()
 try:
     from magma_teach.cli import run
-except KeyboardInterrupt:  # Ctrl-C while Python was still importing: one line, and the same ending as a run's
+except BaseException as err:  # Ctrl-C while Python was still importing: one line, and the same ending as a run's
+    if not interrupt.stands_for_one(err):
+        raise
     sys.stderr.write("python -m magma_teach: interrupted (Ctrl-C)\n")
-    end_by_sigint()
+    interrupt.end_by_sigint()
 run()

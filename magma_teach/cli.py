@@ -19,7 +19,8 @@ import os
 import sys
 from typing import NoReturn
 
-from magma_teach.interrupt import EXIT_CODE, end_by_sigint
+from magma_teach import interrupt
+from magma_teach.interrupt import EXIT_CODE
 
 PROG = "python -m magma_teach"
 DESCRIPTION = "Build or download the benchmarks, and run the experiments of the MAGMA paper."
@@ -267,15 +268,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = f" {args.command}"
-        return {"data": _data, "run": _run, "list": _list, "tune": _tune}[args.command](args)
-    except KeyboardInterrupt:
+        code = {"data": _data, "run": _run, "list": _list, "tune": _tune}[args.command](args)
+        interrupt.check()  # a Ctrl-C that a library dropped after the last step still ends as one
+        return code
+    except BaseException as err:
+        code = _exit_code(err, command)
+        if code is None:
+            raise
+        return code
+
+
+def _exit_code(err: BaseException, command: str) -> int | None:
+    """The exit code for ``err`` once its one line is written, or None for an error not reported so."""
+    if interrupt.stands_for_one(err):  # also an error a library made of a Ctrl-C (numpy's import: ImportError)
         sys.stderr.write(f"{PROG}{command}: interrupted (Ctrl-C); result and cache files are written whole or "
                          f"not at all, so nothing half-written was left\n")
         return EXIT_CODE
-    except ValueError as err:  # a bad value found past argparse: still one line, exit 2
+    if isinstance(err, ValueError):  # a bad value found past argparse: still one line, exit 2
         sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
         return 2
-    except (RuntimeError, OSError) as err:
+    if isinstance(err, (RuntimeError, OSError)):
         from magma_teach.data.download import DownloadError
 
         # no network, wrong checksum, unsafe archive (the message names the dataset), or the disk
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, (DownloadError, OSError)):
             sys.stderr.write(f"{PROG}{command}: error: {_one_line(err)}\n")
             return 1
-        raise
+    return None
 
 
 def run(argv: list[str] | None = None) -> NoReturn:
@@ -296,6 +308,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
     dataclass being built during an import) sets a flag that ``Py_RunMain`` checks at exit, while the
     next string ``exec`` (an exit handler's, say) clears it again.
     """
+    interrupt.watch()
     outcome = {}
     atexit.register(_end_by_sigint_if_interrupted, outcome)
     outcome["code"] = main(argv)
@@ -304,7 +317,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
 
 def _end_by_sigint_if_interrupted(outcome: dict) -> None:
     if outcome.get("code") == EXIT_CODE:
-        end_by_sigint()
+        interrupt.end_by_sigint()
 
 
 def _one_line(err: Exception) -> str:

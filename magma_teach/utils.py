@@ -31,6 +31,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from magma_teach import interrupt
+
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a torch generator seeded the same way.
@@ -180,9 +182,11 @@ def phase(label: str, progress: bool | None = None):
     ``[image-audio] MAGMA: meta-training… done in 21.4 s``). Without bars the line's start (``label… ``)
     is written and flushed when the step begins, so ``tail -f`` shows what runs now; with bars (a
     terminal) the bar shows that, and the whole line comes at the end, above the bars. If the step
-    raises (Ctrl-C included) the open line is ended and no "done" is written. Whether anything is
+    raises (Ctrl-C included) the open line is ended and no "done" is written. Both ends of a step raise a
+    Ctrl-C that a library dropped (:func:`magma_teach.interrupt.check`). Whether anything is
     written follows :func:`show_phases` (``progress``: ``True``/``False``/``None`` = automatic).
     """
+    interrupt.check()  # a Ctrl-C that a library dropped ends the run at the next step's edge
     full = " ".join([*_PHASES, label])
     show = show_phases(progress)
     bars = show and (show_progress(progress) or _WHOLE_LINES[0])
@@ -195,6 +199,7 @@ def phase(label: str, progress: bool | None = None):
     finished = False
     try:
         yield
+        interrupt.check()
         finished = True
     finally:
         _PHASES.pop()

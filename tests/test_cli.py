@@ -6,6 +6,7 @@ Most cases call :func:`magma_teach.cli.main` in this process with every runner r
 so a case that got past the checks is seen (the stub records it) and none trains anything.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import select
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -426,6 +428,79 @@ def test_ctrl_c_while_the_command_line_is_imported_ends_by_sigint_too(tmp_path):
         "runpy.run_module('magma_teach', run_name='__main__', alter_sys=True)\n")
     err = _interrupted(_start(["interrupted_import"], cwd=tmp_path))
     assert err.strip() == "python -m magma_teach: interrupted (Ctrl-C)"
+
+
+_CTRL_C = "os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"  # Python raises KeyboardInterrupt in the sleep
+_LIBRARIES = {  # how a library meets the Ctrl-C
+    "made into another error": f"try: {_CTRL_C}\n"
+                               "except KeyboardInterrupt: raise ImportError('could not import datetime') from None",
+    "dropped": f"try: {_CTRL_C}\nexcept KeyboardInterrupt: pass",
+    "ignored in a destructor": f"class Closing:\n    def __del__(self): {_CTRL_C}\nClosing()",
+}
+
+
+def _library_meets_a_ctrl_c(tmp_path, library: str) -> list[str]:
+    """A module that runs ``python -m magma_teach`` with an import hook: when pandas is imported (while the
+    command line is built), the hook sends this process SIGINT and meets the KeyboardInterrupt as
+    ``library`` says. Returns the ``-m`` arguments for :func:`_start`."""
+    body = textwrap.indent(library, " " * 12)
+    (tmp_path / "library_meets_a_ctrl_c.py").write_text(
+        "import os, runpy, signal, sys, time\n"
+        "class Library:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pandas':\n"
+        "            sys.meta_path.remove(self)\n"
+        f"{body}\n"
+        "sys.meta_path.insert(0, Library())\n"
+        "runpy.run_module('magma_teach', run_name='__main__', alter_sys=True)\n")
+    return ["library_meets_a_ctrl_c", *_image_audio(tmp_path)[1:]]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.parametrize("library", _LIBRARIES.values(), ids=_LIBRARIES.keys())
+def test_a_ctrl_c_that_a_library_makes_into_an_error_or_drops_still_ends_the_run(tmp_path, library):
+    """numpy's C import once turned a Ctrl-C into "ImportError: PyCapsule_Import could not import module
+    "datetime"" (a traceback, exit 1); C code that clears errors dropped one (the run went on to the end,
+    exit 0); a destructor prints "Exception ignored in" and goes on. Each way, the run must end as
+    interrupted (one line, no traceback, SIGINT) and write no result."""
+    _interrupted(_start(_library_meets_a_ctrl_c(tmp_path, library), cwd=tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.parametrize("handler", ["python's", "a recording one", "ignored"])
+def test_a_ctrl_c_held_back_during_a_rename_is_delivered_as_the_handler_before_would_have(handler):
+    """While result files are renamed into place a SIGINT waits; after, it goes to the handler that was
+    there: Python's raises KeyboardInterrupt (not inside the block), another is called, an ignored stays so."""
+    from magma_teach.experiments.results import _interrupts_held
+
+    calls = []
+    before = {"python's": signal.default_int_handler, "a recording one": lambda *args: calls.append(args[0]),
+              "ignored": signal.SIG_IGN}[handler]
+    previous = signal.signal(signal.SIGINT, before)
+    inside = []
+    try:
+        with pytest.raises(KeyboardInterrupt) if handler == "python's" else contextlib.nullcontext():
+            with _interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                inside.append("reached the end of the block")
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert inside == ["reached the end of the block"]
+    assert calls == ([signal.SIGINT] if handler == "a recording one" else [])
+
+
+def test_an_error_is_no_interrupt_without_a_ctrl_c(capsys, monkeypatch):
+    """The same ImportError, with no Ctrl-C before it, is a real error: raised, not reported as one."""
+    def broken(args):
+        raise ImportError("could not import module datetime")
+
+    monkeypatch.setattr(cli, "_list", broken)
+    with pytest.raises(ImportError, match="datetime"):
+        cli.main(["list"])
+    assert "interrupted" not in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- help and version

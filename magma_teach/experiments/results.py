@@ -253,7 +253,17 @@ def _interrupts_held():
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught:
-            raise KeyboardInterrupt
+            _deliver(previous, caught[0])
+
+
+def _deliver(handler, args) -> None:
+    """Deliver a held SIGINT as ``handler`` would have: a Python handler is called (Python's own, or
+    :func:`magma_teach.interrupt.watch`'s, which also remembers it, raises KeyboardInterrupt); the default
+    action becomes KeyboardInterrupt too; an ignored SIGINT stays ignored."""
+    if callable(handler):
+        handler(*args)
+    elif handler != signal.SIG_IGN:
+        raise KeyboardInterrupt
 
 
 def _plain(value):
