@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 
 from magma_teach import viz  # noqa: E402
+from magma_teach.viz import legends  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -132,7 +133,7 @@ def test_finish_puts_short_legends_right_and_long_ones_below():
 
 def test_long_labels_wrap_between_words_never_inside_math():
     label = r"target accuracy with $k = 5$ labels after $\epsilon = 0.1$ annealing, mean of ten runs"
-    wrapped = viz._wrap_label(label, 30)
+    wrapped = legends._wrap_label(label, 30)
     assert wrapped.replace("\n", " ") == label
     assert all(line.count("$") % 2 == 0 for line in wrapped.splitlines())
     assert max(len(line) for line in wrapped.splitlines()) <= 30
@@ -381,3 +382,10 @@ def test_roadmap_lists_every_chapter_once_and_checks_input():
     assert "Only part" in _texts(fig)
     with pytest.raises(ValueError, match="no empty part"):
         viz.roadmap_diagram([("Empty", [])])
+
+
+def test_every_public_name_is_importable_from_the_package():
+    """The chapters import from ``magma_teach.viz`` alone, whichever of its modules defines a name."""
+    namespace = {}
+    exec("from magma_teach.viz import *", namespace)
+    assert set(viz.__all__) <= set(namespace) and len(viz.__all__) == len(set(viz.__all__))
