@@ -349,9 +349,4 @@ def _legend(ax, handles, where: bool | str, kwargs: dict):
     labels = [h.get_label() for h in handles]
     if "loc" in kwargs or "bbox_to_anchor" in kwargs:  # the caller places it
         return ax.legend(handles, labels, **kwargs)
-    drawn = viz.legend_outside(ax, "right" if where is True else where, handles=handles, labels=labels,
-                               **kwargs)
-    if where is True and viz._legend_width(ax.figure, drawn) > viz.RIGHT_LEGEND_MAX:
-        drawn.remove()  # too wide beside the data: under the figure instead
-        drawn = viz.legend_outside(ax, "below", handles=handles, labels=labels, **kwargs)
-    return drawn
+    return viz.legend_outside(ax, "auto" if where is True else where, handles=handles, labels=labels, **kwargs)

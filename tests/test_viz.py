@@ -101,7 +101,7 @@ def test_roles_use_the_colour_blind_safe_palette():
 
 
 # ------------------------------------------------------------------------------------ legends
-@pytest.mark.parametrize("where", ["right", "below"])
+@pytest.mark.parametrize("where", ["right", "below", "auto"])
 def test_legend_outside_does_not_touch_the_data_and_is_not_cut_off(where):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1], label="source, 5 labels (reference)", **viz.MODALITY["source"])
@@ -159,6 +159,25 @@ def test_finish_labels_and_errors():
         viz.finish(ax, "T", "x", "y")
     with pytest.raises(ValueError, match="legend must be True, False, 'right' or 'below', got 'left'"):
         viz.finish(ax, "T", "x", "y", legend="left")
+
+
+def test_auto_legend_goes_below_exactly_when_it_would_take_too_much_of_the_width_beside_the_data():
+    """``where="auto"`` (what finish and plot_projection use) measures the legend drawn on the right: at most
+    RIGHT_LEGEND_MAX of the figure's width stays there, wider goes below; explicit handles are kept."""
+    from matplotlib.lines import Line2D
+
+    for label, beside in (("short", True), ("a label much longer than the limit for the right side " * 2, False)):
+        fig, ax = plt.subplots()
+        handles = [Line2D([], [], label=label)]
+        drawn = viz.legend_outside(ax, "auto", handles=handles, labels=[label])
+        right = fig.legends == []
+        assert right == beside and (ax.get_legend() is drawn) == beside
+        if beside:
+            assert legends._legend_width(fig, drawn) <= viz.RIGHT_LEGEND_MAX
+        else:  # what the right side would have taken
+            probe = viz.legend_outside(plt.subplots()[1], "right", handles=handles, labels=[label])
+            assert legends._legend_width(probe.figure, probe) > viz.RIGHT_LEGEND_MAX
+        plt.close("all")
 
 
 def test_legend_outside_errors():

@@ -25,10 +25,17 @@ def legend_outside(ax, where: str = "right", handles=None, labels=None, **kwargs
     Constrained layout (on after :func:`style`) shrinks the axes to make room, so nothing is cut
     off and the figure keeps its width. ``handles``/``labels`` default to the labelled artists of
     ``ax``; other ``kwargs`` go to ``legend`` (``ncol`` fixes the columns of a legend below).
-    Returns the legend.
+    ``where="auto"``: right, unless the legend would take more than :data:`RIGHT_LEGEND_MAX` of the
+    figure's width; then below, so the data keep the page. Returns the legend.
     """
-    if where not in _WHERE:
-        raise ValueError(f"where must be one of {_WHERE}, got {where!r}")
+    if where not in (*_WHERE, "auto"):
+        raise ValueError(f"where must be one of {(*_WHERE, 'auto')}, got {where!r}")
+    if where == "auto":
+        drawn = legend_outside(ax, "right", handles, labels, **kwargs)
+        if _legend_width(ax.figure, drawn) <= RIGHT_LEGEND_MAX:
+            return drawn
+        drawn.remove()
+        return legend_outside(ax, "below", handles, labels, **kwargs)
     if handles is None:
         handles, found = ax.get_legend_handles_labels()
         labels = found if labels is None else labels
@@ -99,8 +106,5 @@ def finish(ax, title: str, xlabel: str, ylabel: str, legend: bool | str = True, 
     if "loc" in legend_kwargs or "bbox_to_anchor" in legend_kwargs:
         ax.legend(**legend_kwargs)
         return ax
-    drawn = legend_outside(ax, "right" if legend is True else legend, **legend_kwargs)
-    if legend is True and _legend_width(ax.figure, drawn) > RIGHT_LEGEND_MAX:
-        drawn.remove()
-        legend_outside(ax, "below", **legend_kwargs)
+    legend_outside(ax, "auto" if legend is True else legend, **legend_kwargs)
     return ax
