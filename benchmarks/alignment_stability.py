@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from dataclasses import replace
 
 import pandas as pd
@@ -73,9 +75,11 @@ def summary(runs: pd.DataFrame, gap: float) -> pd.DataFrame:
     rows = []
     for arm, part in runs.groupby("arm", sort=False):
         bad = part[part["bad"]]
-        rows.append({"approach": part["approach"].iloc[0], "arm": arm, "bad seeds": ", ".join(f"{d}/{s}" for d, s in zip(bad["data seed"], bad["seed"]))
-                     or "none", "val acc (%)": part["val acc (%)"].mean(), "std": part["val acc (%)"].std(ddof=0),
-                     "worst run (%)": part["val acc (%)"].min(), "median rank": part["val median rank"].mean()})
+        named = ", ".join(f"{d}/{s}" for d, s in zip(bad["data seed"], bad["seed"]))
+        accuracy = part["val acc (%)"]
+        rows.append({"approach": part["approach"].iloc[0], "arm": arm, "bad seeds": named or "none",
+                     "val acc (%)": accuracy.mean(), "std": accuracy.std(ddof=0), "worst run (%)": accuracy.min(),
+                     "median rank": part["val median rank"].mean()})
     return pd.DataFrame(rows)
 
 
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"which arms to train (default: all of {', '.join(ARMS)})")
     parser.add_argument("--gap", type=float, default=10.0, help="points below the arm's best seed that make a seed bad")
     parser.add_argument("--json", help="also write every run and the summary here")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.approach != "MAGMA" and "β₁ = 0.9" in args.arms:
         parser.error(f"arm 'β₁ = 0.9' changes nothing for {args.approach}: its Adam has β₁ = 0.9 already")
@@ -101,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"runs": runs.to_dict("records"), "summary": table.to_dict("records"),
-                       "command": f"python benchmarks/alignment_stability.py --data-seeds "
-                                  f"{' '.join(map(str, args.data_seeds))} --preset {args.preset} --gap {args.gap} "
-                                  f"--approach '{args.approach}' --arms " + " ".join(f"'{a}'" for a in args.arms)}, handle, indent=1)
+                       "command": shlex.join(["python", "benchmarks/alignment_stability.py", *argv])}, handle, indent=1)
 
 
 if __name__ == "__main__":
