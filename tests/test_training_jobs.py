@@ -1,11 +1,13 @@
 """Training jobs: parallel processes give the sequential numbers, and a remembered model is the trained one."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from magma_teach.data.conceptworld import concept_world
 from magma_teach.experiments import PRESETS, trained_cache
-from magma_teach.experiments.context import Context, train_all
+from magma_teach.experiments.context import Context, longest_first, train_all
 from magma_teach.magma import MagmaConfig
 from magma_teach.reptile import InnerLoop
 
@@ -32,7 +34,8 @@ def _assert_same(a, b):
 
 def test_parallel_processes_give_the_sequential_result(ctx, monkeypatch):
     world = concept_world(seed=0)
-    jobs = {"MAGMA": ("MAGMA", CFG), "Oracle": ("Oracle", CFG)}
+    # the Oracle's longer run is started first in parallel (longest_first): results still land by label
+    jobs = {"MAGMA": ("MAGMA", CFG), "Oracle": ("Oracle", replace(CFG, iterations=4, validate_every=4))}
     monkeypatch.setenv(trained_cache.ENV_VAR, "0")  # train for real both times
     monkeypatch.setenv("MAGMA_TEACH_WORKERS", "1")
     sequential = train_all(jobs, world, ctx, seeds=[0, 1])
@@ -41,6 +44,12 @@ def test_parallel_processes_give_the_sequential_result(ctx, monkeypatch):
     assert [len(v) for v in parallel.values()] == [2, 2]
     _assert_same(_states(sequential), _states(parallel))
     assert not torch.equal(*[parallel["MAGMA"][s].model.state_dict()["target.net.0.weight"] for s in (0, 1)])
+
+
+def test_longest_first_starts_the_runs_with_most_iterations_and_keeps_ties_in_order():
+    runs = [(label, "MAGMA", replace(CFG, iterations=n), 0, None)
+            for label, n in (("a", 50), ("b", 400), ("c", 50), ("d", 400), ("e", 1))]
+    assert longest_first(runs) == [1, 3, 0, 2, 4]
 
 
 def test_a_remembered_model_equals_the_trained_one_and_any_change_retrains(ctx, monkeypatch):
