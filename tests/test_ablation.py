@@ -103,6 +103,17 @@ def test_the_ablation_refuses_a_split_setting_and_checks_the_rest(tmp_path):
         check_settings(Context(PRESETS["tiny"], torch.device("cpu"), 0, data_settings={"nosuchkey": 1}))
 
 
+@pytest.mark.parametrize("name", ["tiny", "quick", "full"])
+def test_every_preset_screens_the_issues_variants_the_chosen_rule_and_both_references(name):
+    from magma_teach.experiments.ablation import CONFIRMING
+
+    screened = set(rules(BASE, PRESETS[name].ablation_confirming))
+    required = {*UPDATE_RULES, "concept groups (eq. 4)", "concept groups, authors' rule"}
+    assert required <= screened  # each single change, concept groups, and the chosen combination
+    assert (CONFIRMING in screened) == (name != "quick")  # quick leaves the second combination to full
+    assert len(set(REFERENCES)) == 2 and not set(REFERENCES) & screened
+
+
 def test_update_rule_names_are_checked():
     with pytest.raises(ValueError, match="update rule must be one of"):
         update_rule("MAML", BASE)

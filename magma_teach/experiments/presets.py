@@ -40,6 +40,7 @@ class Preset:
     # screen at 1,200 steps (to fit 10 minutes) ranked the rules differently (benchmarks/README.md).
     ablation_steps: int = 4000
     ablation_validations: int = 4  # validations per ablation run (model selection on validation concepts)
+    ablation_confirming: bool = True  # also run the ablation's second concept-groups combination (ablation.CONFIRMING)
 
 
 PRESETS = {
@@ -52,7 +53,7 @@ PRESETS = {
                                                                "hi", "it", "ja", "ko", "pl", "ru", "tr"],
                                                  "per_language": 12}}),
     "quick": Preset("quick", iterations=50, validate_every=12, meta_batch=8, inner_steps=5, finetune_steps=20,
-                    repeats=3, train_seeds=3, ablation_steps=2000),
+                    repeats=3, train_seeds=3, ablation_steps=2000, ablation_confirming=False),
     "full": Preset("full", iterations=3000, validate_every=100, meta_batch=16, inner_steps=5, finetune_steps=30,
                    repeats=10, source_pretrain_steps=2000, patience=5, data="full",
                    noise_rates=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), tradeoff_pairs=(30, 60, 120, 240, 480, 960),
