@@ -3,10 +3,13 @@
     python benchmarks/book_time.py                      # every chapter, into a temp folder, fresh cache
     python benchmarks/book_time.py --in-place           # the same, writing the executed chapters back
     python benchmarks/book_time.py --cache ~/.cache/magma_teach book/05_image_audio   # warm cache, one chapter
+    python benchmarks/book_time.py --train              # STORED = False: train what the chapters would load
 
 Each chapter runs in a fresh kernel through ``scripts/run_notebook.py`` with ``CI=1`` (progress off),
 in book order, so a later chapter may load models an earlier one trained, as in one pass of ``pytest``
-over the book. By default the cache (data and trained models) is a new empty folder: the first chapter
+over the book. The chapters read the results stored in the package while the installed code is
+the code that measured them (``STORED = True``, :mod:`magma_teach.experiments.stored`), as CI's nbval
+does; ``--train`` sets ``STORED = False`` in every chapter, which times the book's training. By default the cache (data and trained models) is a new empty folder: the first chapter
 that needs a benchmark generates it, and every model is trained once. It prints one line per chapter
 (seconds, ok or the failing cell), the total, the machine's load average before and after, and writes the
 table as JSON with ``--json``. A failing chapter does not stop the run. Timings on a shared machine are
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-place", action="store_true", help="write the executed chapters back into book/")
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: a new empty one)")
     parser.add_argument("--json", type=Path, default=None, help="write the table here as JSON")
+    parser.add_argument("--train", action="store_true", help="STORED = False: train instead of reading stored results")
     args = parser.parse_args(argv)
+    if args.train and args.in_place:
+        parser.error("--train writes chapters with a changed parameter: not with --in-place")
     wanted = {c.removesuffix(".ipynb") for c in args.chapters}
     chapters = [p for p in chapter_notebooks() if not wanted or str(p.relative_to(ROOT).with_suffix("")) in wanted]
     if not chapters:
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in chapters:
         start = time.perf_counter()
         try:
-            execute(path, path if out is None else out / path.name)
+            execute(path, path if out is None else out / path.name, {"STORED": False} if args.train else None)
             outcome = "ok"
         except NotebookFailed as failure:
             outcome = str(failure).split(": ", 1)[1]

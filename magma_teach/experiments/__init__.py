@@ -20,7 +20,9 @@ concepts are touched by evaluation alone.
 
 Modules: :mod:`.presets` (sizes), :mod:`.context` (what every runner shares), one module per table or
 figure (:mod:`.few_shot`, :mod:`.retrieval`, :mod:`.noisy_labels`, :mod:`.tradeoff`,
-:mod:`.strong_weak`, :mod:`.ablation`, :mod:`.tuning_check`), :mod:`.results` (what a run returns and writes) and :mod:`.runner` (:func:`run`).
+:mod:`.strong_weak`, :mod:`.ablation`, :mod:`.tuning_check`), :mod:`.results` (what a run returns and writes),
+:mod:`.stored` (results kept in the package for the book, used only while the code that measured them is
+installed) and :mod:`.runner` (:func:`run`).
 """
 
 from magma_teach.experiments.context import Context, few_shot_rows

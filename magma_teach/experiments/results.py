@@ -68,7 +68,9 @@ class ExperimentResult:
 
     ``seconds`` is the wall time of the run; ``seeds`` the training seeds; ``settings`` every field
     of the preset; ``data_settings`` the ``--set`` changes; ``datasets`` the generation config of each
-    benchmark loaded; ``provenance`` what :func:`provenance` records; ``finished`` the UTC time.
+    benchmark loaded; ``provenance`` what :func:`provenance` records; ``finished`` the UTC time;
+    ``stored``: empty for a result measured by this call, else what :mod:`~magma_teach.experiments.stored`
+    recorded when it kept the result (code fingerprint, library versions, the command that measures it).
     """
 
     experiment: str
@@ -85,6 +87,7 @@ class ExperimentResult:
     datasets: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     finished: str = ""
+    stored: dict = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
@@ -99,15 +102,25 @@ class ExperimentResult:
                 "provenance": _plain(self.provenance),
                 "csv_columns": {c: CSV_COLUMNS[c][0] for c in self.rows.columns if c in CSV_COLUMNS},
                 "rows": _records(self.rows), "extras": {k: _records(v) for k, v in self.extras.items()},
-                "timing": {"seconds": round(self.seconds, 1), "finished_utc": self.finished}}
+                "timing": {"seconds": round(self.seconds, 1), "finished_utc": self.finished},
+                **({"stored": _plain(self.stored)} if self.stored else {})}
+
+    def origin(self) -> str:
+        """One line on where the result comes from: measured now, or stored (and by which command)."""
+        how = f"{self.seconds / 60:.1f} min on {self.device}"
+        if not self.stored:
+            return f"measured in {how}"
+        return (f"stored: measured in {how} on {self.finished[:10]} by code identical to the installed "
+                f"code (`{self.stored['command']}` measures it again)")
 
     def paths(self, out_dir) -> tuple[Path, Path]:
         """``(<out_dir>/<stem>.json, <out_dir>/<stem>.csv)``."""
         out = Path(out_dir)
         return out / f"{self.stem}.json", out / f"{self.stem}.csv"
 
-    def write(self, out_dir, force: bool = False) -> Path:
-        """Write ``<stem>.json`` (everything) and ``<stem>.csv`` (the rows, with units); return the JSON path.
+    def write(self, out_dir, force: bool = False, csv: bool = True) -> Path:
+        """Write ``<stem>.json`` (everything) and ``<stem>.csv`` (the rows, with units; unless ``csv`` is
+        false); return the JSON path.
 
         Raises ``FileExistsError`` if either file exists and ``force`` is false. Both files are
         written to temporary names and renamed into place together, so an interrupted write leaves
@@ -116,8 +129,9 @@ class ExperimentResult:
         json_path, csv_path = self.paths(out_dir)
         check_free(json_path.parent, self.stem, force)
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        texts = {json_path: json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n",
-                 csv_path: csv_frame(self.rows).to_csv(index=False)}
+        texts = {json_path: json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"}
+        if csv:
+            texts[csv_path] = csv_frame(self.rows).to_csv(index=False)
         temps = {}
         try:
             for path, text in texts.items():
@@ -148,7 +162,7 @@ class ExperimentResult:
                    seed=blob.get("seed", 0), seeds=blob.get("seeds", [blob.get("seed", 0)]),
                    settings=blob.get("preset_settings", {}), data_settings=blob.get("data_settings", {}),
                    datasets=blob.get("datasets", {}), provenance=blob.get("provenance", {}),
-                   finished=timing.get("finished_utc", ""))
+                   finished=timing.get("finished_utc", ""), stored=blob.get("stored", {}))
 
 
 def result_stem(experiment: str, preset: str, data: str, seed: int, data_settings: dict | None = None) -> str:

@@ -31,6 +31,7 @@ from magma_teach.experiments.results import (
     result_stem,
 )
 from magma_teach.experiments.retrieval import retrieval
+from magma_teach.experiments.stored import find
 from magma_teach.experiments.strong_weak import strong_weak
 from magma_teach.experiments.tradeoff import check_settings as tradeoff_settings
 from magma_teach.experiments.tradeoff import tradeoff
@@ -168,7 +169,8 @@ def prepare(experiment: str, preset: str = "quick", data: str = "offline", devic
 
 def run(experiment: str, preset: str = "quick", data: str = "offline", device: str = "auto", seed: int = 0,
         out: str | Path | None = None, cache_dir: str | None = None, progress: bool | None = None,
-        data_settings: dict | None = None, force: bool = False, threads: int | str | None = None) -> ExperimentResult:
+        data_settings: dict | None = None, force: bool = False, threads: int | str | None = None,
+        stored: bool = False) -> ExperimentResult:
     """Run one experiment; write ``<stem>.json`` and ``.csv`` under ``out`` when given (see :func:`result_stem`).
 
     ``data_settings`` change the benchmark's config, e.g. ``{"archive_sha256": "sha256:…"}`` for the
@@ -177,11 +179,21 @@ def run(experiment: str, preset: str = "quick", data: str = "offline", device: s
     name (else a ``ValueError`` before any work). ``threads``: torch threads, a count or a policy of
     :func:`~magma_teach.utils.thread_policy` (default: ``$MAGMA_TEACH_THREADS``, else the package's
     default policy). ``progress``: ``None`` = automatic (:func:`~magma_teach.utils.show_phases`).
+    ``stored``: return the result kept in the package for this very run, if the code and libraries
+    installed here are the ones that measured it (:mod:`~magma_teach.experiments.stored`; the book's
+    chapters use it), instead of training; when there is none, train as usual.
 
     Every argument is checked before any work (:func:`prepare`): a bad one is a one-line ``ValueError``.
     """
     spec, ctx, n_threads = prepare(experiment, preset, data, device, seed, out, cache_dir, progress,
                                    data_settings, force, threads)
+    if stored not in (True, False):
+        raise ValueError(f"stored must be True or False, got {stored!r}")
+    kept = stored and find(experiment, preset, data, seed, ctx.data_settings, ctx.device.type)
+    if kept:
+        if out is not None:
+            kept.write(out, force=force)
+        return kept
     with use_threads(n_threads), phase(f"[{experiment}]", progress):
         seed_everything(seed)
         start = time.perf_counter()
