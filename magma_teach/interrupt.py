@@ -11,6 +11,10 @@ library code does not always let it through: numpy's C import reports it as an `
 destructor ("Exception ignored in …"), drops it. :func:`watch` therefore *remembers* every Ctrl-C, so
 that :func:`received` can tell an error that stands for one, and :func:`check` can raise a dropped one
 again at the next step (:func:`magma_teach.utils.phase` checks at both ends of every step).
+
+A run that is *killed* instead (``kill``, a notebook kernel restarted) gets no Ctrl-C, and neither do
+the worker processes that train its models: :func:`end_with_parent` makes each worker end itself once
+the run that started it is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 
 EXIT_CODE = 130  # what a shell reports for a process ended by SIGINT (128 + 2)
 _received = [False]  # whether a Ctrl-C came since watch()
@@ -69,3 +75,25 @@ def end_by_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a handler (Python's own) would turn it into an exception
         os.kill(os.getpid(), signal.SIGINT)
     raise SystemExit(EXIT_CODE)
+
+
+def end_with_parent(every: float = 1.0) -> threading.Thread:
+    """End this process at once (exit status 1) when the process that started it is gone.
+
+    For the workers of a process pool (:func:`magma_teach.experiments.context.train_all` calls it as
+    each one starts). A Ctrl-C reaches the whole process group, but a ``kill`` of the run, or of the
+    notebook kernel that runs it, reaches only that process: without this, its workers finish the jobs
+    already handed to them and then wait for more forever, each holding its copy of the data. A daemon
+    thread checks every ``every`` seconds whether the parent process id has changed (an orphan is
+    adopted by another process); it never touches the worker's numbers.
+    """
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)  # no clean-up to wait for: nobody is left to receive this worker's results
+
+    thread = threading.Thread(target=watch_parent, name="end-with-parent", daemon=True)
+    thread.start()
+    return thread

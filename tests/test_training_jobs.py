@@ -1,6 +1,12 @@
 """Training jobs: parallel processes give the sequential numbers, and a remembered model is the trained one."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,3 +84,66 @@ def test_the_cache_can_be_turned_off_and_never_serves_a_gpu(monkeypatch):
     monkeypatch.setenv(trained_cache.ENV_VAR, "1")
     assert trained_cache.enabled(torch.device("cpu"))
     assert not trained_cache.enabled(torch.device("cuda"))
+
+
+# ---------------------------------------------------------------- a killed run leaves no worker behind
+KILLED_RUN = """
+import torch
+from magma_teach.data.conceptworld import concept_world
+from magma_teach.experiments import PRESETS
+from magma_teach.experiments.context import Context, train_all
+from magma_teach.magma import MagmaConfig
+
+if __name__ == "__main__":
+    ctx = Context(PRESETS["tiny"], torch.device("cpu"), seed=0, progress=False)
+    long = MagmaConfig(iterations=100_000, validate_every=100_000)  # far longer than the test waits
+    train_all({"MAGMA": ("MAGMA", long)}, concept_world(seed=0), ctx, seeds=[0, 1])
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
+def test_workers_end_when_the_run_that_started_them_is_killed(tmp_path):
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = {**os.environ, "MAGMA_TEACH_WORKERS": "2", "MAGMA_TEACH_MODEL_CACHE": "0",
+           "MAGMA_TEACH_CACHE": str(tmp_path / "cache")}
+    run = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(run.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the pool never started its two workers"
+        time.sleep(3)  # both are training now
+        workers = _children(run.pid)  # the two workers, and multiprocessing's resource tracker
+        run.kill()  # SIGKILL: nothing of the run itself gets to clean up
+        run.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "a worker outlived the run that started it"
+    finally:  # leave nothing running whatever happened (after the kill, the workers are no children of run)
+        run.kill()
+        for w in workers + _children(run.pid):
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -16,6 +16,7 @@ from magma_teach.baselines import TrainedApproach
 from magma_teach.data.base import CrossModalDataset
 from magma_teach.experiments import trained_cache
 from magma_teach.experiments.presets import FULL_DATA, Preset, magma_config
+from magma_teach.interrupt import end_with_parent
 from magma_teach.magma import MagmaConfig, finetune_predictor
 from magma_teach.protocol import run_protocol, summarize
 from magma_teach.utils import phase, phase_whole_lines, show_progress, use_threads, worker_count
@@ -214,6 +215,7 @@ _WORKER: dict = {}  # what a training process keeps between jobs: the data, prog
 
 
 def _worker_start(data: CrossModalDataset, progress: bool | None, cache_dir) -> None:
+    end_with_parent()  # a killed run leaves no worker behind
     torch.set_num_threads(1)
     phase_whole_lines()  # workers share stderr: one whole line per finished job
     _WORKER.update(data=data, progress=progress, cache_dir=cache_dir)
