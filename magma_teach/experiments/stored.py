@@ -82,14 +82,15 @@ def _meaning(source: str) -> str:
 
 
 def environment() -> dict:
-    """Python's version and the versions of :data:`LIBRARIES` (``None`` where one is missing)."""
+    """Python's minor version (its syntax trees read the same across bug-fix releases) and the versions
+    of :data:`LIBRARIES` (``None`` where one is missing)."""
     versions = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": platform.python_version(), **versions}
+    return {"python": ".".join(platform.python_version_tuple()[:2]), **versions}
 
 
 def path_of(experiment: str, preset: str, data: str, seed: int, data_settings: dict | None = None) -> Path:
