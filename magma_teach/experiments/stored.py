@@ -14,6 +14,12 @@ If there is one, :func:`~magma_teach.experiments.run` returns it, with :attr:`Ex
 saying where it came from; otherwise it trains as always. Change any of the above and the result is
 no longer used, so a stale number cannot reach the book: the chapter trains instead.
 
+Torch's CPU kernels are not part of the match. Where torch picks other ones (AVX-512, or
+``ATEN_CPU_CAPABILITY=default``) the same code rounds differently, and retraining there moves the
+numbers within their training-seed spread (a training seed can land elsewhere); a stored result is
+what this code measured on the machine its ``provenance`` names. That is also what makes the book's
+stored outputs the same on every machine.
+
 The results are measured again, in one go and from an empty cache, by::
 
     python scripts/store_results.py             # every result of STORED_RUNS (about 45 min on 2 cores)
