@@ -304,6 +304,24 @@ def test_a_missing_number_reads_back_as_nan(tmp_path):
     assert again.rows["verdict"][0] == "not tuned" and pd.isna(again.rows["verdict"][1])  # text stays text
 
 
+def test_every_number_reads_back_bit_for_bit(tmp_path):
+    """Results files keep full precision: a rounding read from the file is the rounding of the run."""
+    import numpy as np
+
+    rows = pd.DataFrame({"approach": ["MAGMA", "Oracle", "Align"], "shots": [1, 5, 10],
+                         "mean": [92.94444444444444 - 56.69444444444443, 0.1 + 0.2, 1 / 3],
+                         "std": [np.float32(0.1).item(), 1e-17, float("nan")],
+                         "top": [[1, 2], np.array([3, 4]), []], "count": np.array([1, 2, 3], dtype=np.int64)})
+    extras = {"runs": pd.DataFrame({"value": [2 / 3, 123456.78901234567]})}
+    result = ExperimentResult("image-audio", "tiny", "offline", "cpu", 1.0, rows, extras, seed=0, seeds=[0])
+    again = ExperimentResult.read(result.write(tmp_path))
+    assert again.rows["mean"].tolist() == rows["mean"].tolist()  # exactly, not to 10 decimals
+    assert round(again.rows["mean"][0], 1) == round(rows["mean"][0], 1) == 36.3
+    assert again.rows["std"][:2].tolist() == rows["std"][:2].tolist() and pd.isna(again.rows["std"][2])
+    assert again.rows["top"].tolist() == [[1, 2], [3, 4], []] and again.rows["count"].tolist() == [1, 2, 3]
+    assert again.extras["runs"]["value"].tolist() == extras["runs"]["value"].tolist()
+
+
 # --------------------------------------------------------------------------- interrupts
 
 def _read_until(stream, needle: str, seconds: float) -> str:

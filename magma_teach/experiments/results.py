@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import signal
@@ -34,6 +35,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -298,8 +300,23 @@ def _frame(records) -> pd.DataFrame:
 
 
 def _records(frame) -> list:
+    """A frame as JSON-ready records whose floats read back bit for bit (``json`` writes ``repr``, where
+    pandas' ``to_json`` keeps 10 decimals and can move a rounding: 36.25000000000001 became 36.25);
+    NaN as ``None`` (null), numpy values as Python ones."""
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
-    return json.loads(frame.to_json(orient="records", force_ascii=False))
+    return [_native(record) for record in frame.to_dict(orient="records")]
+
+
+def _native(value):
+    if isinstance(value, dict):
+        return {str(k): _native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_native(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def paper_layout(rows: pd.DataFrame) -> pd.DataFrame:
