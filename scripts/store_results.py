@@ -30,9 +30,9 @@ from magma_teach.experiments.stored import STORED_RUNS, path_of, store
 
 def same(measured: ExperimentResult, kept: ExperimentResult) -> bool:
     """Whether two results hold the same rows and extra frames (numbers to 1e-9)."""
-    frames = [(measured.rows, kept.rows)] + [(measured.extras.get(k), v) for k, v in kept.extras.items()]
     if set(measured.extras) != set(kept.extras):
         return False
+    frames = [(measured.rows, kept.rows)] + [(measured.extras[k], v) for k, v in kept.extras.items()]
     try:
         for a, b in frames:
             pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False,
