@@ -87,12 +87,16 @@ class CrossModalModel(nn.Module):
 
     def call(self, part: str, params: Params, *args):
         """Run one part with parameters from a ``parts()``-style dict (for vmap/grad)."""
-        prefix, aliases = part + ".", self._aliases()
-        own = {}
+        own, aliases = {}, None
         for k, _ in getattr(self, part).named_parameters(remove_duplicate=False):
-            key = prefix + k
-            if key in params or aliases.get(key) in params:
-                own[k] = params[key] if key in params else params[aliases[key]]
+            key = f"{part}.{k}"
+            if key not in params:
+                # Aliases only for a name that is missing: finding them compares the tensors' ids, and a
+                # compiled inner step (reptile's fast path) would then be specialised to this one model.
+                aliases = self._aliases() if aliases is None else aliases
+                key = aliases.get(key, key)
+            if key in params:
+                own[k] = params[key]
         return functional_call(getattr(self, part), own, args, tie_weights=False)
 
     def save(self, path) -> None:

@@ -44,7 +44,9 @@ longer. With ``fast`` on, one inner step (the T gradients and the update) is com
 ``torch.compile`` into one graph — ``mode="reduce-overhead"`` on CUDA, which replays that step as one
 CUDA graph; inductor's fused kernels on the CPU. The step count, the learning rate, β and ε reach the
 compiled step as tensors, so nothing recompiles when they change; shapes and the loss function's code
-and closure are what the graph is specialised to. ``fast=None`` (the default) turns it on for tensors on
+and closure are what the graph is specialised to — a closure's model by its architecture, not its identity,
+so the next model of a long run reuses the graph (``CrossModalModel.call`` looks up no tensor ids when it
+need not). ``fast=None`` (the default) turns it on for tensors on
 CUDA and leaves the CPU on the eager code, which stays the reference the compiled step is tested against.
 Compiling costs tens of seconds per loss and shape, so under ``fast=None`` a loop is compiled only once
 it is hot (its :data:`FAST_AFTER_CALLS`-th call with the same loss and shapes); ``fast=True`` compiles at
@@ -245,7 +247,7 @@ def _fast_step(loss_fn: LossFn, fast: Params, m: Params, s: Params, batch, coef:
     return _update(fast, m, s, grads, sgd, coef[0], coef[1], coef[2], coef[3], coef[4], coef[5])
 
 
-RECOMPILE_LIMIT = 64  # compiled graphs kept for _fast_step: one per (shapes, dtypes, loss code, closure values)
+RECOMPILE_LIMIT = 64  # compiled graphs kept for _fast_step: one per (shapes, dtypes, loss code, closure structure)
 # Under fast=None a loop is compiled from its FAST_AFTER_CALLS-th call with the same loss and shapes on:
 # compiling costs tens of seconds, so a one-off call (a meta-test fine-tune, a short chapter run) stays
 # eager and only the hot loops of meta-training pay for it. fast=True compiles at the first call.

@@ -178,6 +178,20 @@ def test_one_compile_per_shape_whatever_changes_between_calls(device):
     assert _graphs() - after_t1 == 1  # T = 7: one compile, then reused
 
 
+def test_a_new_model_of_the_same_architecture_reuses_the_compiled_step(device):
+    """A long run trains model after model in one process (train_all's workers, a GPU session): each
+    must meet the graph the first one compiled, not compile its own until dynamo's limit fails the run.
+    The losses close over their model, so a guard on that model's identity would recompile each time."""
+    inner = InnerLoop(steps=1, lr=1e-2, optimizer="sgd", fast=True)
+    for n in range(3):
+        model, tasks = _model_and_tasks(device)  # a new model object each time, the same shapes
+        batched_adapt(alignment_loss(model, temperature=0.1, weak=False), model.parts("source", "target"), tasks,
+                      inner)
+        if n == 0:
+            after_first = _graphs()
+    assert _graphs() == after_first
+
+
 # ---------------------------------------------------------------- failures
 def test_a_bad_task_fails_with_the_eager_error(device):
     def picky(params, task):

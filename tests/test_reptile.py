@@ -263,3 +263,15 @@ def test_one_encoder_for_both_modalities_sums_both_uses(device):
     strong_nce(z_s, z_t, 0.1).backward()
     for k, p in reference.items():
         torch.testing.assert_close(fast[f"source.{k}"][0], p.detach() - 0.1 * p.grad)
+
+
+def test_a_part_called_with_all_its_names_never_looks_for_aliases(monkeypatch):
+    """Aliases are found by comparing tensor ids, which would tie a compiled step to one model
+    (test_compiled.py): a call whose params hold every name of the part must not look them up."""
+    from magma_teach.encoders import VectorEncoder
+
+    model = CrossModalModel(VectorEncoder(4, dim=5, hidden=6), VectorEncoder(3, dim=5, hidden=6), Classifier(5))
+    params = model.parts("source", "target")
+    expected = model.source(torch.ones(2, 4))
+    monkeypatch.setattr(CrossModalModel, "_aliases", lambda self: pytest.fail("aliases looked up"))
+    torch.testing.assert_close(model.call("source", params, torch.ones(2, 4)), expected)
