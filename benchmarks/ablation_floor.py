@@ -19,8 +19,8 @@ training process, it times:
   in-training validation** (:func:`~magma_teach.magma.validation_accuracy`), which every run needs.
 
 It then prices every run of the quick ablation (its variants and references × training seeds × both
-splits, each at its budget of inner alignment steps) with nothing but those costs, and divides by the
-cores: a lower bound, as it leaves out the meta-classifier's steps, task sampling, the outer update,
+splits, each at its budget of inner alignment steps; and again without the plain-alignment references,
+the issue's bare minimum) with nothing but those costs, and divides by the cores: a lower bound, as it leaves out the meta-classifier's steps, task sampling, the outer update,
 process start-up and data generation. Three bounds are given: each run batched as it is today, with a
 one-task rule's (T = 1 or carried inner state) three seeds stacked, and every run at the cheapest
 width measured for its pairing.
@@ -83,12 +83,13 @@ def step_costs(data, base, model, task_counts, repeats: int, methods: tuple[str,
     return costs
 
 
-def ablation_runs(ctx: Context, data) -> list[dict]:
+def ablation_runs(ctx: Context, data, references: bool = True) -> list[dict]:
     """Every training run of the ablation of ``ctx.preset`` on one split: its rule, pairing, budget of inner
     alignment steps, validations, and task-axis width as it runs today (1 for a rule that adapts one task at
     a time) and with its seeds stacked (such a rule's seeds as one batch; other rules keep their meta-batch)."""
     base = magma_config(ctx.preset, data)
-    configs = {**ablation.variants(base, ctx.preset.ablation_confirming), **ablation.references(base)}
+    configs = {**ablation.variants(base, ctx.preset.ablation_confirming),
+               **(ablation.references(base) if references else {})}
     runs = []
     for name, cfg in configs.items():
         cfg = ablation.equal_budget(cfg, ctx.preset.ablation_steps, ctx.preset.ablation_validations)
@@ -136,22 +137,22 @@ def main(argv: list[str] | None = None) -> None:
     costs = step_costs(data, base, model, task_counts, args.repeats, methods)
     score_s = fastest_seconds(lambda: ablation.validation_scores(model, data, base), args.repeats)
     validation_s = fastest_seconds(lambda: validation_accuracy(model, data, base), args.repeats)
-    runs = ablation_runs(ctx, data)
-    results = {label: bounds(runs, {k: v for k, v in costs.items() if k[2] in allowed}, score_s, validation_s,
-                             splits=2, cores=args.cores)
-               for label, allowed in (("eager steps", ("eager",)), ("eager or compiled steps", methods))[:len(methods)]}
+    sets = {"all runs": ablation_runs(ctx, data), "without the references": ablation_runs(ctx, data, references=False)}
+    steps = (("eager steps", ("eager",)), ("eager or compiled steps", methods))[:len(methods)]
+    results = {f"{label}, {name} ({len(runs) * 2})": bounds(runs, {k: v for k, v in costs.items() if k[2] in allowed},
+                                                           score_s, validation_s, splits=2, cores=args.cores)
+               for label, allowed in steps for name, runs in sets.items()}
 
     print(f"{'pairing':<16} {'T':>3} {'method':<9} {'ms per task-step':>17}")
     for (pairing, n_tasks, method), seconds in costs.items():
         print(f"{pairing:<16} {n_tasks:>3} {method:<9} {1e3 * seconds:>17.2f}")
-    print(f"scoring of a run: {score_s:.2f} s; one in-training validation: {validation_s:.2f} s; "
-          f"{len(runs) * 2} runs on {args.cores} cores")
+    print(f"scoring of a run: {score_s:.2f} s; one in-training validation: {validation_s:.2f} s; on {args.cores} cores:")
     for label, result in results.items():
-        print(f"with {label}: " + "; ".join(f"{name} {value:.0f}" for name, value in result.items()))
+        print(f"{label}: " + "; ".join(f"{name} {value:.0f}" for name, value in result.items()))
     print(f"limit: {LIMIT_S} s; load average {os.getloadavg()[0]:.2f}")
     if args.json:
         record = {"preset": args.preset, "torch": torch.__version__, "repeats": args.repeats, "cores": args.cores,
-                  "load_average": os.getloadavg()[0], "runs": len(runs) * 2, "score_s": score_s,
+                  "load_average": os.getloadavg()[0], "score_s": score_s,
                   "validation_s": validation_s,
                   "ms_per_task_step": [{"pairing": p, "T": t, "method": m, "ms": 1e3 * s} for (p, t, m), s in costs.items()],
                   "bounds_s": results}
