@@ -20,8 +20,9 @@ training process, it times:
 
 It then prices every run of the quick ablation (its variants and references × training seeds × both
 splits, each at its budget of inner alignment steps; and again without the plain-alignment references,
-the issue's bare minimum) with nothing but those costs, and divides by the cores: a lower bound, as it leaves out the meta-classifier's steps, task sampling, the outer update,
-process start-up and data generation. Three bounds are given: each run batched as it is today, with a
+the issue's bare minimum) with nothing but those costs, and divides by the cores: a lower bound, as it
+leaves out the meta-classifier's steps, task sampling, the outer update, process start-up and data
+generation. Three bounds are given: each run batched as it is today, with a
 one-task rule's (T = 1 or carried inner state) three seeds stacked, and every run at the cheapest
 width measured for its pairing.
 
@@ -138,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     score_s = fastest_seconds(lambda: ablation.validation_scores(model, data, base), args.repeats)
     validation_s = fastest_seconds(lambda: validation_accuracy(model, data, base), args.repeats)
     sets = {"all runs": ablation_runs(ctx, data), "without the references": ablation_runs(ctx, data, references=False)}
-    steps = (("eager steps", ("eager",)), ("eager or compiled steps", methods))[:len(methods)]
+    steps = {"eager steps": ("eager",), **({"eager or compiled steps": methods} if args.compiled else {})}
     results = {f"{label}, {name} ({len(runs) * 2})": bounds(runs, {k: v for k, v in costs.items() if k[2] in allowed},
                                                            score_s, validation_s, splits=2, cores=args.cores)
-               for label, allowed in steps for name, runs in sets.items()}
+               for label, allowed in steps.items() for name, runs in sets.items()}
 
     print(f"{'pairing':<16} {'T':>3} {'method':<9} {'ms per task-step':>17}")
     for (pairing, n_tasks, method), seconds in costs.items():
